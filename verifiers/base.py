@@ -1,0 +1,40 @@
+"""The verifier contract: a verifier maps (problem, completion) to a Verdict.
+
+``Verdict.ok`` is tri-state. ``True`` means provably correct, ``False`` means wrong
+(including "no answer found" and "timeout"), and ``None`` means *cannot verify* (for
+example an unparsable gold answer). Downstream, ``None`` is dropped, never counted
+as a pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check."""
+
+    ok: bool | None
+    reason: str
+    answer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as written under ``verdict`` in record files."""
+        return asdict(self)
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Anything with a ``name`` and a ``verify`` method is a verifier.
+
+    Constructors take keyword options only (``timeout`` in seconds is the one every
+    built-in verifier understands), so the registry can build any verifier the same way.
+    """
+
+    name: str
+
+    def verify(self, problem: Mapping[str, Any], completion: str) -> Verdict:
+        """Judge ``completion`` against ``problem`` (the problem's record fields)."""
+        ...
