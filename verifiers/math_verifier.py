@@ -1,0 +1,293 @@
+"""The ``math`` verifier: final-answer equivalence, proved exactly or not accepted.
+
+Pipeline per check: extract the final answer (``_math_extract``), normalise and parse both
+answers into a small AST (``_math_parse``, cached), then compare: structure by structure
+(sets unordered, tuples ordered, interval ends, matrices), each scalar pair first by exact
+rational arithmetic in-process, then a float evaluation that can only *reject*, and only
+what is left (surds, symbolic identities) by sympy in a killable child process
+(``_math_sympy``). Decimals match exact values only within ``rel_tol`` (0.33 is not 1/3).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+import time
+from fractions import Fraction
+from typing import Any, Mapping
+
+from verifiers._math_extract import extract_answer
+from verifiers._math_parse import (
+    Node,
+    ParseError,
+    approx,
+    choice_letter,
+    clean,
+    exact,
+    has_decimal,
+    parse_answer,
+    symbols,
+)
+from verifiers._math_sympy import SympyWorker, WorkerTimeout
+from verifiers.base import Verdict
+
+_STRUCTURES = {
+    "tuple", "set", "list", "interval", "union", "matrix", "eq", "rel", "text", "choice", "pct",
+}
+_HUNDRED: Node = ("num", Fraction(100), False)
+_FLIPPED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "!=": "!="}
+HEDGE = "several answers given where one is expected"
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse(answer: str) -> tuple[Node, tuple[tuple[str, bool], ...]] | ParseError:
+    try:
+        node, flags = parse_answer(answer)
+    except ParseError as exc:
+        return exc
+    except RecursionError:
+        return ParseError("answer nested too deeply")
+    return node, tuple(sorted(flags.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _sample_point(name: str) -> complex:
+    # A fixed, irrational-looking positive value per symbol: equal expressions agree there.
+    return complex(random.Random(name).uniform(0.3, 1.7))
+
+
+class _Undecided(Exception):
+    """The comparison hit a size guard (recorded as the reason)."""
+
+
+class MathVerifier:
+    """Checks the completion's final answer against ``problem["answer"]``.
+
+    Args:
+        timeout: seconds allowed per check (the symbolic part is killed past it).
+        rel_tol: relative tolerance when a decimal is compared with an exact value.
+    """
+
+    name = "math"
+
+    def __init__(self, *, timeout: float = 1.0, rel_tol: float = 1e-6) -> None:
+        self.timeout = float(timeout)
+        self.rel_tol = float(rel_tol)
+        self._worker: SympyWorker | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "rel_tol": self.rel_tol, "_worker": None}
+
+    def warmup(self) -> None:
+        """Start the sympy child now rather than at the first hard comparison."""
+        self._sympy().call(("equal", ("num", Fraction(1), False), ("sym", "x"), None), 60.0)
+
+    def close(self) -> None:
+        """Stop the sympy child process (it restarts on demand)."""
+        if self._worker is not None:
+            self._worker.close()
+
+    def _sympy(self) -> SympyWorker:
+        if self._worker is None:
+            self._worker = SympyWorker()
+        return self._worker
+
+    def verify(self, problem: Mapping[str, Any], completion: str) -> Verdict:
+        """Judge ``completion``; never raises for bad model output."""
+        gold_raw = problem.get("answer")
+        if isinstance(gold_raw, (int, float)) and not isinstance(gold_raw, bool):
+            gold_raw = str(gold_raw)
+        if not isinstance(gold_raw, str) or not gold_raw.strip():
+            return Verdict(None, "problem has no gold answer")
+        if not isinstance(completion, str):
+            return Verdict(False, "completion is not a string")
+        self._sympy().start()  # warms up in the background; most checks never need it
+        pred_raw = extract_answer(completion)
+        if pred_raw is None:
+            return Verdict(False, "no final answer found")
+        try:
+            gold_letter = _gold_choice(gold_raw)
+        except ParseError as exc:
+            return Verdict(None, f"cannot parse gold answer: {exc}")
+        if gold_letter is not None:
+            try:
+                letter = choice_letter(pred_raw)
+            except ParseError as exc:
+                return Verdict(False, f"unparsable answer: {exc}", pred_raw)
+            if letter is None:
+                return Verdict(False, "expected a choice letter", pred_raw)
+            ok = letter == gold_letter
+            return Verdict(ok, "equivalent" if ok else "not equivalent", pred_raw)
+        gold = _parse(gold_raw)
+        if isinstance(gold, ParseError):
+            return Verdict(None, f"cannot parse gold answer: {gold}")
+        pred = _parse(pred_raw)
+        if isinstance(pred, ParseError):
+            return Verdict(False, f"unparsable answer: {pred}", pred_raw)
+        check = _Check(self, time.monotonic() + self.timeout)
+        g, p = _apply_units(gold, pred)
+        try:
+            if p[0] == "list" and g[0] not in ("list", "set", "tuple", "interval", "matrix"):
+                return Verdict(False, HEDGE, pred_raw)
+            ok = check.match(g, p)
+        except WorkerTimeout:
+            return Verdict(False, "timeout", pred_raw)
+        except _Undecided as exc:
+            return Verdict(False, str(exc), pred_raw)
+        if time.monotonic() > check.deadline:
+            return Verdict(False, "timeout", pred_raw)
+        return Verdict(ok, "equivalent" if ok else "not equivalent", pred_raw)
+
+
+def _gold_choice(gold: str) -> str | None:
+    s, _ = clean(gold)
+    m = re.fullmatch(r"\(?([A-E])\)?", s.strip())
+    return m.group(1) if m else None
+
+
+def _apply_units(gold: tuple, pred: tuple) -> tuple[Node, Node]:
+    (g, gflags), (p, pflags) = gold, pred
+    gf, pf = dict(gflags), dict(pflags)
+    if pf.get("cents") and gf.get("dollars") and not pf.get("dollars"):
+        p = ("/", p, _HUNDRED)
+    elif gf.get("cents") and pf.get("dollars") and not gf.get("dollars"):
+        g = ("/", g, _HUNDRED)
+    return g, p
+
+
+class _Check:
+    """One comparison, with the deadline every sympy call must respect."""
+
+    def __init__(self, verifier: MathVerifier, deadline: float):
+        self.v = verifier
+        self.deadline = deadline
+
+    def match(self, g: Node, p: Node) -> bool:
+        if g == p:
+            return True
+        gt, pt = g[0], p[0]
+        if gt == "pct" or pt == "pct":
+            gi = g[1] if gt == "pct" else g
+            pi = p[1] if pt == "pct" else p
+            if gt == pt:
+                return self.match(gi, pi)
+            # "25\%" is 0.25; a bare 25 for a percent answer dropped the unit, not the value.
+            if gt == "pct":
+                return self.match(gi, pi) or self.match(("/", gi, _HUNDRED), pi)
+            return self.match(gi, pi) or self.match(gi, ("/", pi, _HUNDRED))
+        if gt == "eq" or pt == "eq":
+            return self.equation(g, p)
+        if gt == "list" or pt == "list" or gt == "set" or pt == "set":
+            return self.collection(g, p)
+        if gt in ("tuple", "interval") or pt in ("tuple", "interval"):
+            return self.ordered(g, p)
+        if gt == "matrix" or pt == "matrix":
+            return self.matrix(g, p)
+        if gt == "union" and pt == "union":
+            return self.unordered(g[1], p[1])
+        if gt == "rel" and pt == "rel":
+            if g[1] == p[1] and self.match(g[2], p[2]) and self.match(g[3], p[3]):
+                return True
+            return _FLIPPED[g[1]] == p[1] and self.match(g[2], p[3]) and self.match(g[3], p[2])
+        if gt in _STRUCTURES or pt in _STRUCTURES:
+            return False
+        return self.scalar(g, p)
+
+    def equation(self, g: Node, p: Node) -> bool:
+        if g[0] == "eq" and p[0] == "eq":
+            if self.match(g[1], p[1]) and self.match(g[2], p[2]):
+                return True
+            if self.match(g[1], p[2]) and self.match(g[2], p[1]):
+                return True
+            if any(n[0] in _STRUCTURES for n in (g[1], g[2], p[1], p[2])):
+                return False
+            return self.ask(("proportional", (g[1], g[2]), (p[1], p[2])))
+        if p[0] == "eq":  # "x = 3" against 3
+            return self.match(g, p[2])
+        return self.match(g[2], p)
+
+    def collection(self, g: Node, p: Node) -> bool:
+        gt, pt = g[0], p[0]
+        if gt == "list" and pt in ("tuple", "interval") or gt == "tuple" and pt == "list":
+            return self.ordered(g, p)
+        if gt not in ("list", "set") or pt not in ("list", "set"):
+            return False
+        if "set" in (gt, pt):  # sets ignore repeats
+            return self.covers(g[1], p[1]) and self.covers(p[1], g[1])
+        return self.unordered(g[1], p[1])
+
+    def covers(self, items: tuple, others: tuple) -> bool:
+        return all(any(self.match(a, b) for b in others) for a in items)
+
+    def unordered(self, gs: tuple, ps: tuple) -> bool:
+        if len(gs) != len(ps):
+            return False
+        left = list(ps)
+        for a in gs:
+            # equivalence is transitive, so a greedy pairing is a perfect one when any is
+            for k, b in enumerate(left):
+                if self.match(a, b):
+                    del left[k]
+                    break
+            else:
+                return False
+        return True
+
+    def ordered(self, g: Node, p: Node) -> bool:
+        if g[0] == "interval" and p[0] == "interval":
+            if (g[1], g[4]) != (p[1], p[4]):
+                return False  # open and closed ends differ: (1, 2] is not [1, 2]
+            return self.match(g[2], p[2]) and self.match(g[3], p[3])
+        gs, ps = _as_sequence(g), _as_sequence(p)
+        if gs is None or ps is None or len(gs) != len(ps):
+            return False
+        return all(self.match(a, b) for a, b in zip(gs, ps))
+
+    def matrix(self, g: Node, p: Node) -> bool:
+        if g[0] == "matrix" and p[0] == "matrix":
+            if len(g[1]) != len(p[1]) or len(g[1][0]) != len(p[1][0]):
+                return False
+            return all(self.match(a, b) for ra, rb in zip(g[1], p[1]) for a, b in zip(ra, rb))
+        return self.ordered(g, p)  # a one-row/one-column matrix is a vector
+
+    def scalar(self, g: Node, p: Node) -> bool:
+        tol = self.v.rel_tol
+        decimal = has_decimal(g) or has_decimal(p)
+        eg, ep = exact(g), exact(p)
+        if eg is not None and ep is not None:
+            if eg == ep:
+                return True
+            return decimal and abs(eg - ep) <= tol * max(abs(eg), abs(ep))
+        env = {name: _sample_point(name) for name in symbols(g) | symbols(p)}
+        ag, ap = approx(g, env), approx(p, env)
+        if ag is not None and ap is not None:
+            diff, scale = abs(ag - ap), max(abs(ag), abs(ap))
+            if decimal:
+                return diff <= tol * scale
+            if diff > 1e-6 * scale + 1e-12:
+                return False  # a float can refute equality; only sympy may confirm it
+        return self.ask(("equal", g, p, tol if decimal else None))
+
+    def ask(self, request: tuple) -> bool:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise WorkerTimeout()
+        reply = self.v._sympy().call(request, remaining)
+        if isinstance(reply, tuple):
+            if reply[0] == "too_large":
+                raise _Undecided(f"answer too large to compare ({reply[1]})")
+            return False  # ("error", ...): sympy could not build or compare it
+        return bool(reply)
+
+
+def _as_sequence(node: Node) -> tuple | None:
+    """The items of a tuple, a bare list, an open interval (same notation) or a vector."""
+    tag = node[0]
+    if tag in ("tuple", "list"):
+        return node[1]
+    if tag == "interval" and not node[1] and not node[4]:
+        return (node[2], node[3])
+    if tag == "matrix" and (len(node[1]) == 1 or len(node[1][0]) == 1):
+        return tuple(x for row in node[1] for x in row)
+    return None
