@@ -35,42 +35,39 @@ IGNORE_INDEX = -100
 
 @dataclass(frozen=True)
 class KDConfig:
-    """Soft-label distillation options; embed next to `SFTConfig` in the round's parser.
+    """Soft-label distillation options: the round config's `kd` mapping, validated.
 
-    Field names carry a `kd_` prefix so that they cannot collide with `SFTConfig`'s or the
-    sampler's fields (both have a `temperature`-like namespace) in a flat `TrlParser`.
+    `KDConfig(**cfg.kd).trainer_kwargs()` are the extra keyword arguments of `KDSFTTrainer`.
     """
 
-    kd_teacher_model: str | None = field(
+    teacher_model: str | None = field(
         default=None,
         metadata={
-            "help": "Path of the teacher model whose logits are the soft labels. None: no soft labels "
-            "(plain SFT on the verified traces). Must share the student's tokenizer."
+            "help": "Path of the teacher model whose logits are the soft labels; must share the student's "
+            "tokenizer. None: the round's sampler model (`teacher_model` of the round config)."
         },
     )
-    kd_alpha: float = field(
+    alpha: float = field(
         default=0.5,
         metadata={"help": "Weight of the soft-label term: loss = (1 - alpha) * CE + alpha * T^2 * KL. In [0, 1]."},
     )
-    kd_temperature: float = field(
+    temperature: float = field(
         default=2.0,
-        metadata={"help": "Softmax temperature T applied to teacher and student logits in the KL term (usually 1-5)."},
+        metadata={"help": "Softmax temperature T of teacher and student logits in the KL term (usually 1 to 5)."},
     )
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.kd_alpha <= 1.0:
-            raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
-        if not self.kd_temperature > 0.0:
-            raise ValueError(f"kd_temperature must be > 0, got {self.kd_temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"kd.alpha must be in [0, 1], got {self.alpha}")
+        if not self.temperature > 0.0:
+            raise ValueError(f"kd.temperature must be > 0, got {self.temperature}")
 
-    @property
-    def enabled(self) -> bool:
-        """True when a teacher is set, i.e. the train stage should use `KDSFTTrainer`."""
-        return self.kd_teacher_model is not None
-
-    def trainer_kwargs(self) -> dict[str, Any]:
-        """The extra keyword arguments of `KDSFTTrainer`."""
-        return {"teacher_model": self.kd_teacher_model, "alpha": self.kd_alpha, "temperature": self.kd_temperature}
+    def trainer_kwargs(self, default_teacher: str | None = None) -> dict[str, Any]:
+        """The extra keyword arguments of `KDSFTTrainer`; `default_teacher` fills a missing teacher."""
+        teacher = self.teacher_model or default_teacher
+        if teacher is None:
+            raise ValueError("kd: no teacher model; set kd.teacher_model (or the round's teacher_model)")
+        return {"teacher_model": teacher, "alpha": self.alpha, "temperature": self.temperature}
 
 
 def kd_loss(
@@ -154,7 +151,7 @@ def check_same_tokenizer(
             f"Teacher model {teacher_name!r} and student model {student_name!r} do not share a tokenizer: "
             + "; ".join(problems)
             + ". Soft-label distillation needs the same tokenizer; use a teacher from the student's family "
-            "or train with hard labels only (no kd_teacher_model)."
+            "or train with hard labels only (no `kd`)."
         )
 
 
@@ -188,7 +185,7 @@ class KDSFTTrainer(SFTTrainer):
         teacher_processing_class: PreTrainedTokenizerBase | None = None,
         **kwargs: Any,
     ) -> None:
-        KDConfig(kd_teacher_model="-", kd_alpha=alpha, kd_temperature=temperature)  # validates the ranges
+        KDConfig(alpha=alpha, temperature=temperature)  # validates the ranges
         super().__init__(*args, **kwargs)
         if self.args.loss_type != "nll":
             raise ValueError(f"KDSFTTrainer supports loss_type='nll' only, got {self.args.loss_type!r}")

@@ -189,9 +189,9 @@ def test_kd_loss_gradient_reaches_student_only():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"kd_alpha": 1.5}, "kd_alpha"),
-        ({"kd_alpha": -0.1}, "kd_alpha"),
-        ({"kd_temperature": 0.0}, "kd_temperature"),
+        ({"alpha": 1.5}, "kd.alpha"),
+        ({"alpha": -0.1}, "kd.alpha"),
+        ({"temperature": 0.0}, "kd.temperature"),
     ],
 )
 def test_kd_config_rejects_out_of_range_values(kwargs, message):
@@ -199,11 +199,14 @@ def test_kd_config_rejects_out_of_range_values(kwargs, message):
         KDConfig(**kwargs)
 
 
-def test_kd_config_defaults_and_trainer_kwargs():
-    assert not KDConfig().enabled
-    cfg = KDConfig(kd_teacher_model="data/teacher", kd_alpha=0.3)
-    assert cfg.enabled
-    assert cfg.trainer_kwargs() == {"teacher_model": "data/teacher", "alpha": 0.3, "temperature": 2.0}
+def test_kd_config_trainer_kwargs():
+    cfg = KDConfig(alpha=0.3)
+    assert cfg.trainer_kwargs("runs/teacher") == {"teacher_model": "runs/teacher", "alpha": 0.3, "temperature": 2.0}
+    assert KDConfig(teacher_model="data/teacher").trainer_kwargs("other")["teacher_model"] == "data/teacher"
+    with pytest.raises(ValueError, match="no teacher"):
+        cfg.trainer_kwargs()
+    with pytest.raises(TypeError):
+        KDConfig(alfa=0.3)  # a misspelt key in the round config's `kd` mapping is an error
 
 
 # --- tokenizer checks ---------------------------------------------------------------------------
