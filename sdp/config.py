@@ -1,0 +1,190 @@
+"""The round's configuration: one typed dataclass, parsed once with TRL's `TrlParser`.
+
+`python -m sdp.round --config file.yaml --sampling '{n: 8}' --rounds 3`: the YAML file
+replaces the defaults below, command-line flags override the YAML. The dict fields
+(`engine_args`, `sampling`, `eval_sampling`, `sft`, `lora`, `kd`) are passed through to
+vLLM's `LLM(...)`, vLLM's `SamplingParams(...)`, TRL's `SFTConfig(...)` and peft's
+`LoraConfig(...)` untouched, so every option of those libraries is available without
+being copied here. On the command line a dict field takes a YAML/JSON mapping that is
+merged key by key into the configured one (`--sampling '{temperature: 0.7}'` keeps `n`);
+`null` clears an optional one (`--lora null`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+# Dict fields: typed `dict | str | None` so HfArgumentParser accepts a string on the
+# command line (it keeps `str` for such unions), which `parse_config` then merges.
+DICT_FIELDS = ("engine_args", "vllm_env", "sampling", "eval_sampling", "sft", "lora", "kd")
+
+
+def _dict(name: str, **kwargs: Any) -> Any:
+    return field(default_factory=lambda: dict(kwargs), metadata={"help": _PASS_THROUGH_HELP[name]})
+
+
+# Help text of the pass-through fields.
+_PASS_THROUGH_HELP = {
+    "engine_args": "Keyword arguments of vllm.LLM (tensor_parallel_size, gpu_memory_utilization, dtype, "
+    "max_model_len, ...).",
+    "vllm_env": "Environment variables of the sampler process (VLLM_CPU_KVCACHE_SPACE in GiB on CPU; "
+    "VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps the engine core in the sampler process: 2 s instead of 13 s to start).",
+    "sampling": "Keyword arguments of vllm.SamplingParams for training candidates (n, temperature, top_p, "
+    "max_tokens, stop, ...). `seed` is the base of per-problem seeds (default: the run's seed).",
+    "eval_sampling": "vllm.SamplingParams keyword arguments for held-out evaluation.",
+    "sft": "Keyword arguments of trl.SFTConfig (output_dir is set by sdp).",
+    "lora": "Keyword arguments of peft.LoraConfig; set to train LoRA adapters (merged into each checkpoint).",
+    "kd": "Soft-label distillation: {alpha, temperature, teacher_model} for sdp.distill.KDSFTTrainer.",
+}
+
+
+@dataclass
+class RoundConfig:
+    """Everything one run of `python -m sdp.round` needs; saved as `runs/<name>/config.yaml`."""
+
+    name: str = field(default="default", metadata={"help": "Run name: outputs go to <output_dir>/<name>/."})
+    output_dir: str = field(default="runs", metadata={"help": "Parent directory of run directories."})
+    model: str = field(
+        default="data/model",
+        metadata={"help": "Base model (local path or hub id) trained each round; also the round-0 baseline."},
+    )
+    teacher_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Model that samples the training candidates (teacher->student distillation with hard "
+            "labels). Default: the current policy (checkpoint of the previous round), i.e. self-distillation."
+        },
+    )
+    train_problems: list[str] = field(
+        default_factory=lambda: ["data/math_train.jsonl", "data/code_train.jsonl"],
+        metadata={"help": "Training problem sources: JSONL or parquet files, or `datasets` names/dirs."},
+    )
+    eval_problems: list[str] = field(
+        default_factory=lambda: ["data/math_eval.jsonl", "data/code_eval.jsonl"],
+        metadata={"help": "Held-out problem sources for evaluation (empty list: no evaluation)."},
+    )
+    train_split: str = field(default="train", metadata={"help": "Split used for `datasets` training sources."})
+    eval_split: str = field(default="test", metadata={"help": "Split used for `datasets` evaluation sources."})
+    max_train_problems: int | None = field(
+        default=48,
+        metadata={"help": "Use a seeded random subset of this many training problems per round (None: all)."},
+    )
+    max_eval_problems: int | None = field(
+        default=32, metadata={"help": "Use a fixed seeded subset of this many held-out problems (None: all)."}
+    )
+    round: int | None = field(
+        default=None, metadata={"help": "Run (or resume) only this round; rounds before it must be complete."}
+    )
+    rounds: int = field(
+        default=3,
+        metadata={"help": "Run rounds until round R is complete (resuming an unfinished one first)."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of sampling, subsets and training."})
+    backend: Literal["vllm", "hf"] = field(
+        default="vllm",
+        metadata={"help": "Sampler: 'vllm' (offline vllm.LLM) or 'hf' (transformers generate, a slow fallback)."},
+    )
+    engine_args: dict | str | None = _dict("engine_args", enforce_eager=True, max_model_len=512, max_num_seqs=128, dtype="float32")
+    vllm_env: dict | str | None = _dict("vllm_env", VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
+    sampling: dict | str | None = _dict("sampling", n=4, temperature=1.0, top_p=1.0, max_tokens=160)
+    eval_sampling: dict | str | None = _dict("eval_sampling", n=4, temperature=1.0, top_p=1.0, max_tokens=160)
+    eval_k: int | None = field(
+        default=None, metadata={"help": "k of pass@k and maj@k (default: eval_sampling's n; must be <= n)."}
+    )
+    verifier: str | None = field(
+        default=None, metadata={"help": "Verifier for every record, overriding each problem's `domain`."}
+    )
+    verify_timeout: float = field(default=5.0, metadata={"help": "Seconds allowed per verification."})
+    verify_workers: int | None = field(default=None, metadata={"help": "Verification worker processes."})
+    max_per_problem: int = field(
+        default=4, metadata={"help": "Cap on distinct verified traces kept per problem (ReST-EM)."}
+    )
+    init_from: Literal["base", "previous"] = field(
+        default="previous",
+        metadata={"help": "Start each round's training from the base model (STaR, ReST-EM) or the previous round."},
+    )
+    sft: dict | str | None = _dict("sft", 
+        num_train_epochs=2,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        max_length=512,
+    )
+    lora: dict | str | None = field(default=None, metadata={"help": _PASS_THROUGH_HELP["lora"]})
+    kd: dict | str | None = field(default=None, metadata={"help": _PASS_THROUGH_HELP["kd"]})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+    def __post_init__(self) -> None:
+        for name in DICT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, _load_mapping(name, value))
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.round is not None and self.round < 1:
+            raise ValueError(f"round must be >= 1, got {self.round}")
+        if self.kd is not None:
+            unknown = set(self.kd) - {"alpha", "temperature", "teacher_model"}
+            if unknown:
+                raise ValueError(f"kd: unknown keys {sorted(unknown)}; expected alpha, temperature, teacher_model")
+            if not (self.kd.get("teacher_model") or self.teacher_model):
+                raise ValueError("kd needs a teacher: set kd.teacher_model or teacher_model")
+        n = int((self.eval_sampling or {}).get("n", 1))
+        if self.eval_k is not None and not 1 <= self.eval_k <= n:
+            raise ValueError(f"eval_k={self.eval_k} must be between 1 and eval_sampling.n={n}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _load_mapping(name: str, text: str) -> dict | None:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--{name}: not a YAML/JSON mapping: {text!r} ({exc})") from exc
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"--{name}: expected a mapping like '{{key: value}}', got {text!r}")
+    return value
+
+
+def parse_config(argv: list[str] | None = None) -> RoundConfig:
+    """Parse `--config file.yaml` plus command-line overrides into a `RoundConfig`."""
+    from trl import TrlParser
+
+    parser = TrlParser([RoundConfig])
+    args = list(argv) if argv is not None else None
+    # Parse once with dict fields left as raw strings so they can be merged onto the
+    # configured mapping instead of replacing it.
+    raw_cli: dict[str, str] = {}
+    if args is not None:
+        for name in DICT_FIELDS:
+            for flag in (f"--{name}", f"--{name.replace('_', '-')}"):
+                if flag in args:
+                    i = args.index(flag)
+                    raw_cli[name] = args[i + 1] if i + 1 < len(args) else ""
+    (cfg,) = parser.parse_args_and_config(args=args)
+    defaults = {a.dest: a.default for a in parser._actions}
+    for name, text in raw_cli.items():
+        override = _load_mapping(name, text)
+        base = defaults.get(name)
+        base = _load_mapping(name, base) if isinstance(base, str) else base
+        merged = None if override is None else {**(base or {}), **override}
+        setattr(cfg, name, merged)
+    cfg.__post_init__()
+    return cfg
+
+
+def config_fingerprint(cfg: RoundConfig) -> str:
+    """Canonical JSON of the fields that change results (not `round`, `rounds`, `progress`)."""
+    data = cfg.to_dict()
+    for key in ("round", "rounds", "progress", "verify_workers"):
+        data.pop(key, None)
+    return json.dumps(data, sort_keys=True)

@@ -1,0 +1,67 @@
+"""Run a heavy stage (sampling, training) in its own Python process.
+
+vLLM does not give its memory back on `del`, and a training process keeps allocator caches;
+a child process per stage releases everything when it exits. The child reads a JSON job file
+(kept in the round directory, so a stage can be re-run by hand with
+`python -m sdp.<stage> runs/<name>/round-<k>/<stage>.job.json`) and dies with its parent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sdp.rundir import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StageError(RuntimeError):
+    """A stage's child process failed."""
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a killed round kills its stage)."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_stage(module: str, job: Mapping[str, Any], job_path: str | Path, env: Mapping[str, str] | None = None) -> None:
+    """Write `job` to `job_path` and run `python -m <module> <job_path>`; raise `StageError` on failure."""
+    atomic_write_json(job_path, dict(job))
+    child_env = dict(os.environ)
+    child_env.update({k: str(v) for k, v in (env or {}).items()})
+    cmd = [sys.executable, "-m", module, str(job_path)]
+    logger.debug("running %s", " ".join(cmd))
+    result = subprocess.run(cmd, env=child_env, check=False)
+    if result.returncode != 0:
+        raise StageError(
+            f"{module} failed with exit status {result.returncode} (job {job_path}); its error is printed above. "
+            f"Re-run the stage alone with: {sys.executable} -m {module} {job_path}"
+        )
+
+
+def load_job(argv: list[str] | None = None) -> dict[str, Any]:
+    """The job of a stage's `main()`: the JSON file named by the only argument."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit(f"usage: python -m <sdp stage> JOB.json (got {args})")
+    return json.loads(Path(args[0]).read_text())

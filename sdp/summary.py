@@ -1,0 +1,92 @@
+"""`runs/<name>/summary/`: a table (Markdown + JSON) and a PNG plot of held-out accuracy per round.
+
+Built from the rounds' `metrics.json` files only, so `python -m sdp.summary runs/<name>` can
+redraw it at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sdp.rundir import atomic_write_json, atomic_write_text
+
+
+def load_metrics(run_root: Path) -> list[dict[str, Any]]:
+    rows = []
+    for path in run_root.glob("round-*/metrics.json"):
+        rows.append(json.loads(path.read_text()))
+    return sorted(rows, key=lambda m: m["round"])
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    domains = sorted({d for m in rows for d in m.get("eval", {})}, key=lambda d: (d == "all", d))
+    header = ["round", "samples", "verified", "kept", "train pass", "train loss"]
+    for d in domains:
+        k = next((m["eval"][d]["k"] for m in rows if d in m.get("eval", {})), "k")
+        header += [f"{d} pass@1", f"{d} pass@{k}", f"{d} maj@{k}"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in rows:
+        loss = m.get("train_loss")
+        cells = [
+            str(m["round"]) + (" (base)" if m["round"] == 0 else ""),
+            str(m.get("samples", "-")),
+            str(m.get("verified_ok", "-")),
+            str(m.get("kept", "-")),
+            _pct(m.get("train_pass_rate")),
+            "-" if loss is None else f"{loss:.4f}",
+        ]
+        for d in domains:
+            s = m.get("eval", {}).get(d)
+            cells += [_pct(s["pass@1"]), _pct(s["pass@k"]), _pct(s["maj@k"])] if s else ["-", "-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    domains = sorted({d for m in rows for d in m.get("eval", {})}, key=lambda d: (d == "all", d))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for d in domains:
+        pts = [(m["round"], m["eval"][d]["pass@1"]) for m in rows if m.get("eval", {}).get(d, {}).get("pass@1") is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=f"{d} pass@1", linestyle="--" if d == "all" else "-")
+    ax.set_xlabel("round (0 = base model)")
+    ax.set_ylabel("held-out pass@1")
+    ax.set_ylim(0, 1)
+    ax.set_xticks([m["round"] for m in rows])
+    ax.grid(alpha=0.3)
+    if domains:
+        ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_summary(run_root: str | Path) -> str:
+    """Write table.md, summary.json and accuracy.png under `<run>/summary/`; return the table."""
+    run_root = Path(run_root)
+    rows = load_metrics(run_root)
+    out = run_root / "summary"
+    out.mkdir(parents=True, exist_ok=True)
+    table = render_table(rows)
+    atomic_write_text(out / "table.md", table)
+    atomic_write_json(out / "summary.json", rows)
+    plot(rows, out / "accuracy.png")
+    return table
+
+
+if __name__ == "__main__":
+    print(write_summary(sys.argv[1]))
