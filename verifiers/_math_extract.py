@@ -13,6 +13,9 @@ import re
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 # Text between two boxes that still makes them one answer ("2, 3", "2 or 3", "x=1 and y=2").
 _JOINER = re.compile(r"^[\s,;$]*(?:\\text\{\s*|\\quad|\\qquad|\\,)*\s*(?:or|and|,)?\s*\}?[\s,;$]*$")
+# Final answers sit at the end; a megabyte completion is only scanned this far back.
+WINDOW = 20_000
+_BRACES = re.compile(r"\\.|[{}]", re.DOTALL)
 _ANSWER_IS = re.compile(r"(?:final\s+answer|answer)\s*(?:is|:)\s*:?", re.IGNORECASE)
 
 
@@ -36,27 +39,24 @@ def _box_spans(text: str) -> list[tuple[int, int, str]]:
                 spans.append((start, j + m.end(), m.group(1)))
             i = j
             continue
-        depth, k = 0, j
-        while k < len(text):
-            ch = text[k]
-            if ch == "\\":
-                k += 2
-                continue
-            if ch == "{":
+        depth, k = 0, -1
+        for m in _BRACES.finditer(text, j):  # jumps between braces, not character by character
+            if m.group() == "{":
                 depth += 1
-            elif ch == "}":
+            elif m.group() == "}":
                 depth -= 1
                 if depth == 0:
+                    k = m.start()
                     break
-            k += 1
-        if depth != 0:
-            return spans  # unbalanced: the completion was cut off
+        if k < 0:
+            return []  # unbalanced: the completion was cut off before its answer closed
         spans.append((start, k + 1, text[j + 1 : k]))
         i = k + 1
 
 
 def extract_answer(completion: str) -> str | None:
     """The final answer string of ``completion``, or None when it states none."""
+    completion = completion[-WINDOW:]
     spans = _box_spans(completion)
     if spans:
         group = [spans[-1]]
@@ -70,11 +70,9 @@ def extract_answer(completion: str) -> str | None:
     if matches:
         rest = completion[-4000:][matches[-1].end() :].strip()
         line = rest.split("\n", 1)[0].strip()
-        line = re.sub(r"\s*\.?\s*$", "", line)
-        # "The answer is $5$." or "The answer is 5 apples." keep the math span when marked
         dollar = re.fullmatch(r"\$+([^$]+)\$+.*", line)
-        if dollar:
-            line = dollar.group(1)
+        # "5. I hope it is correct." ends the answer at the sentence's full stop
+        line = dollar.group(1) if dollar else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
         if line:
             return line.rstrip(". ")
     for line in reversed(completion[-4000:].splitlines()):

@@ -55,7 +55,9 @@ _DROP = (
     "\\left", "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr", "\\big", "\\Big",
     "\\displaystyle", "\\!", "\\limits", "\\nolimits",
 )
-_SPACES = ("\\,", "\\;", "\\:", "\\ ", "\\quad", "\\qquad", "~", "\\enspace", "&nbsp;")
+# Spacing commands, but not the second half of a "\\\\" row break followed by a space.
+_SPACES = re.compile(r"(?<!\\)\\(?:[,;: ]|quad|qquad|enspace)|~")
+_MATH_DELIMS = re.compile(r"(?<!\\)\\[()\[\]]")
 _WRAPPERS = re.compile(
     r"\\(?:mathbf|mathrm|textbf|mathit|boldsymbol|operatorname|mathsf|textit|bm|mathnormal"
     r"|textrm|mathbb)\s*\{([^{}]*)\}"
@@ -81,8 +83,8 @@ def clean(answer: str) -> tuple[str, dict[str, bool]]:
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("{,}", ",")
     for token in _DROP:
         s = s.replace(token, "")
-    for token in _SPACES:
-        s = s.replace(token, " ")
+    s = _SPACES.sub(" ", s)
+    s = _MATH_DELIMS.sub(" ", s)
     if "\\$" in s or "$" in s or re.search(r"\bdollars?\b", s):
         flags["dollars"] = "\\$" in s or bool(re.search(r"\bdollars?\b", s))
         s = s.replace("\\$", "").replace("$", "")
@@ -642,7 +644,7 @@ def _approx(node: Node, env: dict[str, complex]) -> complex | None:
         return {"pi": complex(math.pi), "E": complex(math.e), "I": 1j}.get(node[1])
     if tag == "neg":
         v = _approx(node[1], env)
-        return None if v is None else -v
+        return None if v is None else -v + 0j  # +0j: no -0.0 imaginary part across branch cuts
     if tag in ("+", "-", "*", "/", "^"):
         a = _approx(node[1], env)
         b = _approx(node[2], env) if a is not None else None

@@ -85,12 +85,22 @@ def to_sympy(node: Node) -> Any:
 
 
 def _zero(expr: Any) -> bool:
+    """Whether ``expr`` is provably zero: cheap rewrites first, ``simplify`` last."""
     if expr == 0:
         return True
     if expr.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
         return False
-    simplified = sp.simplify(expr)
-    if simplified == 0:
+    steps = [sp.expand, sp.cancel]
+    if expr.has(sp.sin, sp.cos, sp.tan, sp.sec, sp.csc, sp.cot):
+        steps.append(lambda e: sp.expand_trig(e).rewrite(sp.cos).expand())
+    if any(isinstance(p, sp.Pow) and isinstance(p.exp, sp.Rational) and p.exp.q > 1
+           for p in expr.atoms(sp.Pow)):
+        steps.append(lambda e: sp.radsimp(sp.sqrtdenest(e)))
+    for step in steps:
+        expr = step(expr)
+        if expr == 0:
+            return True
+    if sp.simplify(expr) == 0:
         return True
     return expr.equals(0) is True
 
@@ -104,7 +114,7 @@ def equal(gold: Node, pred: Node, rel_tol: float | None) -> bool:
         va, vb = sp.N(a, 30), sp.N(b, 30)
         if va.is_finite and vb.is_finite:
             return bool(abs(va - vb) <= rel_tol * max(abs(va), abs(vb)))
-    return _zero(sp.expand(a - b)) if not (a.has(sp.oo) or b.has(sp.oo)) else False
+    return _zero(a - b) if not (a.has(sp.oo) or b.has(sp.oo)) else False
 
 
 def proportional(gold: tuple[Node, Node], pred: tuple[Node, Node]) -> bool:

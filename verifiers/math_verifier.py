@@ -202,6 +202,8 @@ class _Check:
                 return True
             if any(n[0] in _STRUCTURES for n in (g[1], g[2], p[1], p[2])):
                 return False
+            if not _maybe_proportional(("-", g[1], g[2]), ("-", p[1], p[2])):
+                return False
             return self.ask(("proportional", (g[1], g[2]), (p[1], p[2])))
         if p[0] == "eq":  # "x = 3" against 3
             return self.match(g, p[2])
@@ -279,6 +281,19 @@ class _Check:
                 raise _Undecided(f"answer too large to compare ({reply[1]})")
             return False  # ("error", ...): sympy could not build or compare it
         return bool(reply)
+
+
+def _maybe_proportional(e1: Node, e2: Node) -> bool:
+    """False when two sample points show ``e1/e2`` is not constant (floats only refute)."""
+    names = symbols(e1) | symbols(e2)
+    ratios = []
+    for salt in ("", "'"):
+        env = {name: _sample_point(name + salt) for name in names}
+        a, b = approx(e1, env), approx(e2, env)
+        if a is None or b is None or abs(b) < 1e-12:
+            return True
+        ratios.append(a / b)
+    return abs(ratios[0] - ratios[1]) <= 1e-6 * max(abs(ratios[0]), abs(ratios[1]), 1e-12)
 
 
 def _as_sequence(node: Node) -> tuple | None:
