@@ -1,0 +1,159 @@
+"""The ``code`` verifier: run the completion's program against the problem's tests, sandboxed.
+
+The program is the last fenced block tagged ``python`` (or ``py``/``python3``); if there is
+none, the last untagged fenced block; a final block the model never closed counts too.
+Without any fence there is no code (``ok=False``): prose is never executed as a program.
+
+A problem has ``tests`` (Python run after the program; ``check(<entry_point>)`` is called
+when both exist) and/or ``io`` (stdin/stdout cases compared after trailing-whitespace
+normalisation, with a zero exit status required). Tests run in a judge process that calls
+the candidate's functions across a process boundary and receives plain data only, so exit
+codes, printed markers, ``atexit``/``excepthook`` tricks and rigged ``__eq__`` decide
+nothing (see ``sandbox/_worker.py``).
+
+Reasons: ``passed``, ``no code``, ``syntax error``, ``wrong answer``, ``runtime error``,
+``timeout``, ``memory limit``, ``output limit``; ``ok=None`` for problems that cannot be
+verified (no tests, malformed ``io``, tests that need non-data arguments) and for a sandbox
+that cannot run.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Mapping
+
+from sandbox import ExecResult, Limits, SandboxUnavailable, Status, get_pool
+from verifiers.base import Verdict
+
+logger = logging.getLogger(__name__)
+
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
+_PYTHON_TAGS = {"python", "py", "python3", "py3"}
+_DETAIL_CHARS = 300
+
+
+def extract_code(completion: str) -> str | None:
+    """The program in ``completion``: the last python-tagged fenced block, else the last
+    untagged one, else None."""
+    blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(completion)]
+    for wanted in (lambda tag: tag in _PYTHON_TAGS, lambda tag: tag == ""):
+        chosen = [body for tag, body in blocks if wanted(tag)]
+        if chosen and chosen[-1].strip():
+            return chosen[-1]
+    return None
+
+
+def normalize_output(text: str) -> str:
+    """Trailing whitespace of each line and trailing blank lines are not significant."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    return "\n".join(lines).rstrip("\n")
+
+
+def _short(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 3] + "..."
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return _short(lines[-1]) if lines else ""
+
+
+def verdict_for(result: ExecResult, limits: Limits) -> Verdict | None:
+    """The failing verdict a sandbox result implies, or None if the run itself was clean."""
+    status = result.status
+    if status is Status.SANDBOX_ERROR:
+        return Verdict(None, f"cannot verify: sandbox error: {_short(result.stderr)}")
+    if status is Status.SYNTAX_ERROR:
+        return Verdict(False, f"syntax error: {_last_line(result.syntax_error or '')}")
+    if status is Status.TIMEOUT:
+        return Verdict(False, f"timeout: exceeded {limits.wall_s:g}s")
+    if status is Status.MEMORY:
+        return Verdict(False, f"memory limit: exceeded {limits.memory_mb} MiB")
+    if status is Status.OUTPUT_LIMIT:
+        return Verdict(False, f"output limit: more than {limits.output_bytes} bytes")
+    judge = result.judge
+    if judge is not None and not result.passed:
+        kind, detail = judge.get("kind"), _short(judge.get("detail", ""))
+        if kind == "unsupported":
+            return Verdict(None, f"cannot verify: {detail}")
+        if kind == "wrong":
+            return Verdict(False, f"wrong answer: {detail}")
+        if kind == "nondata":
+            return Verdict(False, f"wrong answer: {detail}")
+        if kind == "died":
+            tail = _last_line(result.stderr)
+            return Verdict(False, f"runtime error: {detail}" + (f" ({tail})" if tail else ""))
+        return Verdict(False, f"runtime error: {detail}")
+    if status is Status.ERROR:
+        tail = _last_line(result.stderr) or f"exit status {result.exit_code}"
+        return Verdict(False, f"runtime error: {tail}")
+    return None
+
+
+class CodeVerifier:
+    """Runs the completion's program in the sandbox against ``tests`` and/or ``io``.
+
+    Args:
+        timeout: wall-clock seconds per program run (each ``io`` case is one run).
+        memory_mb: address-space limit of the program.
+        max_output_bytes: captured stdout+stderr per run; more is a failure.
+        pool_size: sandboxes in this process's shared pool (first use only; default: CPUs).
+    """
+
+    name = "code"
+
+    def __init__(self, *, timeout: float = 5.0, memory_mb: int = 1024, max_output_bytes: int = 1 << 20,
+                 pool_size: int | None = None) -> None:  # fmt: skip
+        self.limits = Limits(wall_s=float(timeout), memory_mb=int(memory_mb), output_bytes=int(max_output_bytes))
+        self.pool_size = pool_size
+
+    def verify(self, problem: Mapping[str, Any], completion: str) -> Verdict:
+        """Judge ``completion``; never raises for bad model output."""
+        tests, io_cases = problem.get("tests"), problem.get("io")
+        if not tests and not io_cases:
+            return Verdict(None, "cannot verify: the problem has neither 'tests' nor 'io'")
+        if tests is not None and not isinstance(tests, str):
+            return Verdict(None, f"cannot verify: 'tests' must be a string, got {type(tests).__name__}")
+        bad_io = _check_io(io_cases)
+        if bad_io:
+            return Verdict(None, f"cannot verify: {bad_io}")
+        code = extract_code(completion if isinstance(completion, str) else "")
+        if code is None:
+            return Verdict(False, "no code: the completion has no fenced ```python block")
+        try:
+            pool = get_pool(self.pool_size)
+            if tests:
+                entry = problem.get("entry_point") or None
+                result = pool.run_tests(code, tests, entry_point=entry, limits=self.limits)
+                failed = verdict_for(result, self.limits)
+                if failed is not None:
+                    return failed
+                if not result.passed:  # belt and braces: only the judge's word passes
+                    return Verdict(False, "wrong answer: the tests did not complete")
+            for number, case in enumerate(io_cases or [], start=1):
+                result = pool.run_script(code, stdin=case["input"], limits=self.limits)
+                failed = verdict_for(result, self.limits)
+                if failed is not None:
+                    return Verdict(failed.ok, f"{failed.reason} (io case {number})")
+                if normalize_output(result.stdout) != normalize_output(case["output"]):
+                    got = _short(normalize_output(result.stdout)[:200])
+                    return Verdict(False, f"wrong answer: io case {number}: got {got!r}")
+        except SandboxUnavailable as exc:
+            logger.error("code verifier cannot run the sandbox: %s", exc)
+            return Verdict(None, f"cannot verify: sandbox unavailable: {exc}")
+        return Verdict(True, "passed")
+
+
+def _check_io(io_cases: Any) -> str | None:
+    if io_cases is None:
+        return None
+    if not isinstance(io_cases, list):
+        return f"'io' must be a list of {{'input', 'output'}} objects, got {type(io_cases).__name__}"
+    for number, case in enumerate(io_cases, start=1):
+        if not isinstance(case, Mapping) or not isinstance(case.get("input"), str) or not isinstance(
+            case.get("output"), str
+        ):
+            return f"'io' case {number} must be an object with string 'input' and 'output'"
+    return None
