@@ -1,0 +1,1 @@
+"""Example sdp verifier plugin (see verifier.py)."""
