@@ -143,7 +143,11 @@ def _run_pool(chunks: list, workers: int, name: str | None, timeout: float, bar:
             verdicts.update(done)
             bar.update(len(done))
     if failed:
-        logger.warning("a verifier worker died; retrying its %d records one by one", len(failed))
+        logger.warning(
+            "a verifier worker process died; retrying its %d records one by one (if they all fail, "
+            "check that the calling script guards its entry point with `if __name__ == '__main__':`)",
+            len(failed),
+        )
     # One record per fresh pool attempt: the record that kills a worker is the one blamed.
     pool = _pool(1) if failed else None
     try:

@@ -62,20 +62,26 @@ class SympyWorker:
                 _kill(self._proc)
                 self._proc = None
 
-    def call(self, request: Any, timeout: float) -> Any:
-        """Send ``request``; return the reply or raise WorkerTimeout after ``timeout`` s."""
+    def call(self, request: Any, timeout: float) -> tuple[Any, float]:
+        """Send ``request``; return (reply, seconds spent waiting for the child to start).
+
+        Raises WorkerTimeout after ``timeout`` s; a fresh child's start-up is not counted.
+        """
         with self._lock:
             self.start()
             proc = self._proc
             assert proc is not None and proc.stdin is not None and proc.stdout is not None
+            startup_wait = 0.0
             if not self._ready:
+                started = time.monotonic()
                 if _read(proc, STARTUP_TIMEOUT) != "ready":
                     raise RuntimeError("sympy worker failed to start")
                 self._ready = True
+                startup_wait = time.monotonic() - started
             payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
             try:
                 _write_all(proc.stdin.fileno(), _HEADER.pack(len(payload)) + payload)
-                return _read(proc, timeout)
+                return _read(proc, timeout), startup_wait
             except (WorkerTimeout, BrokenPipeError, EOFError, OSError) as exc:
                 _kill(proc)
                 self._proc = None
@@ -137,6 +143,8 @@ def _serve() -> None:
     sys.stdout = sys.stderr
     stdin = sys.stdin.buffer
     from verifiers import _math_symbolic  # imports sympy
+
+    _math_symbolic.warmup()
 
     def send(obj: Any) -> None:
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)

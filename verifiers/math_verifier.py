@@ -1,9 +1,9 @@
 """The ``math`` verifier: final-answer equivalence, proved exactly or not accepted.
 
 Pipeline per check: extract the final answer (``_math_extract``), normalise and parse both
-answers into a small AST (``_math_parse``, cached), then compare: structure by structure
+answers into a small AST (``_math_normalize``, ``_math_parse``; cached), then compare: structure by structure
 (sets unordered, tuples ordered, interval ends, matrices), each scalar pair first by exact
-rational arithmetic in-process, then a float evaluation that can only *reject*, and only
+rational arithmetic in-process (``_math_eval``), then a float evaluation that can only *reject*, and only
 what is left (surds, symbolic identities) by sympy in a killable child process
 (``_math_sympy``). Decimals match exact values only within ``rel_tol`` (0.33 is not 1/3).
 """
@@ -18,17 +18,9 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 from verifiers._math_extract import extract_answer
-from verifiers._math_parse import (
-    Node,
-    ParseError,
-    approx,
-    choice_letter,
-    clean,
-    exact,
-    has_decimal,
-    parse_answer,
-    symbols,
-)
+from verifiers._math_eval import approx, exact, has_decimal, symbols
+from verifiers._math_normalize import ParseError, choice_letter, clean
+from verifiers._math_parse import Node, parse_answer
 from verifiers._math_sympy import SympyWorker, WorkerTimeout
 from verifiers.base import Verdict
 
@@ -275,7 +267,8 @@ class _Check:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise WorkerTimeout()
-        reply = self.v._sympy().call(request, remaining)
+        reply, startup_wait = self.v._sympy().call(request, remaining)
+        self.deadline += startup_wait  # a fresh child's start-up is not this check's time
         if isinstance(reply, tuple):
             if reply[0] == "too_large":
                 raise _Undecided(f"answer too large to compare ({reply[1]})")

@@ -1,0 +1,107 @@
+"""String-level normalisation of an answer before parsing (units, wrappers, separators).
+
+``clean`` strips what does not change the value (``\\left``, ``\\dfrac``, spacing, ``$``,
+``\\text{ cm}`` units, degree signs, thousands separators) and reports the units that do
+(percent, dollars, cents) as flags for the comparison.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_ANSWER_CHARS = 1000
+
+
+class ParseError(ValueError):
+    """The answer is not in the supported notation."""
+
+
+FUNCS = {
+    "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "sinh", "cosh",
+    "tanh", "log", "ln", "exp", "lg",
+}
+GREEK = {
+    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
+    "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon",
+    "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma",
+    "Phi", "Psi", "Omega",
+}
+_UNICODE = {
+    "π": "\\pi ", "∞": "\\infty ", "√": "\\sqrt ", "×": "\\times ", "·": "\\cdot ",
+    "−": "-", "–": "-", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "∪": "\\cup ", "÷": "\\div ",
+    "°": "", "∅": "\\emptyset ",
+}
+_DROP = (
+    "\\left", "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr", "\\big", "\\Big",
+    "\\displaystyle", "\\!", "\\limits", "\\nolimits",
+)
+# Spacing commands, but not the second half of a "\\\\" row break followed by a space.
+_SPACES = re.compile(r"(?<!\\)\\(?:[,;: ]|quad|qquad|enspace)|~")
+_MATH_DELIMS = re.compile(r"(?<!\\)\\[()\[\]]")
+_WRAPPERS = re.compile(
+    r"\\(?:mathbf|mathrm|textbf|mathit|boldsymbol|operatorname|mathsf|textit|bm|mathnormal"
+    r"|textrm|mathbb)\s*\{([^{}]*)\}"
+)
+_TEXT = re.compile(r"\\(?:text|mbox|textnormal|hbox)\s*\{([^{}]*)\}(\s*\^\s*\{?\d\}?)?")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\}")
+_UNIT_WORDS = re.compile(r"(?:\s+[a-zA-Z]{2,}\.?(?:\s*\^\s*\{?\d\}?)?)+\s*$")
+_CHOICE = re.compile(r"\(?([A-E])\)?(?:[\s.:)].*)?")
+
+
+def clean(answer: str) -> tuple[str, dict[str, bool]]:
+    """String-level normalisation; returns the cleaned string and unit flags."""
+    s = answer.strip()
+    if len(s) > MAX_ANSWER_CHARS:
+        raise ParseError(f"answer longer than {MAX_ANSWER_CHARS} characters")
+    flags = {"percent": False, "degrees": False, "dollars": False, "text": False}
+    for old, new in _UNICODE.items():
+        s = s.replace(old, new)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("{,}", ",")
+    for token in _DROP:
+        s = s.replace(token, "")
+    s = _SPACES.sub(" ", s)
+    s = _MATH_DELIMS.sub(" ", s)
+    if "\\$" in s or "$" in s or re.search(r"\bdollars?\b", s):
+        flags["dollars"] = "\\$" in s or bool(re.search(r"\bdollars?\b", s))
+        s = s.replace("\\$", "").replace("$", "")
+    for _ in range(4):
+        s, n = _WRAPPERS.subn(r"\1", s)
+        if not n:
+            break
+    whole_text = _TEXT.fullmatch(s.strip())
+    if whole_text:
+        s, flags["text"] = whole_text.group(1).strip(), True
+    else:
+        s = _TEXT.sub(_text_repl, s)
+    s, n = _DEGREES.subn("", s)
+    flags["degrees"] = n > 0
+    if re.search(r"\\?%\s*$", s):
+        flags["percent"] = True
+        s = re.sub(r"\\?%\s*$", "", s)
+    s = re.sub(r"\s+(?:or|and)\s+", ", ", s).strip().rstrip(".").strip()
+    unit = _UNIT_WORDS.search(s)
+    if unit and unit.start() > 0 and re.search(r"[\d}\\)]", s[: unit.start()]):
+        if re.search(r"\bcents?\b", s[unit.start() :]):
+            flags["cents"] = True
+        s = s[: unit.start()].strip()
+    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s) or re.fullmatch(
+        r"-?\d{1,3}(?: \d{3})+(?:\.\d+)?", s
+    ):
+        s = s.replace(",", "").replace(" ", "")
+    return s, flags
+
+
+def _text_repl(m: re.Match) -> str:
+    inner = m.group(1).strip()
+    if inner in ("or", "and", ",", "or,", "and,"):
+        return ", "
+    if re.fullmatch(r"\(?[A-E]\)?", inner):
+        return inner
+    return " "  # a unit such as \text{ cm}: meaningless for the value
+
+
+def choice_letter(answer: str) -> str | None:
+    """The multiple-choice letter an answer names ("C", "(C)", "\\text{(C) } 12"), if any."""
+    s, _ = clean(answer)
+    m = _CHOICE.fullmatch(s.strip())
+    return m.group(1) if m else None
