@@ -165,11 +165,10 @@ def parse_config(argv: list[str] | None = None) -> RoundConfig:
     # configured mapping instead of replacing it.
     raw_cli: dict[str, str] = {}
     if args is not None:
-        for name in DICT_FIELDS:
-            for flag in (f"--{name}", f"--{name.replace('_', '-')}"):
-                if flag in args:
-                    i = args.index(flag)
-                    raw_cli[name] = args[i + 1] if i + 1 < len(args) else ""
+        flags = {f"--{n}": n for n in DICT_FIELDS} | {f"--{n.replace('_', '-')}": n for n in DICT_FIELDS}
+        for i, arg in enumerate(args[:-1]):
+            if arg in flags:  # the last occurrence wins, as in argparse
+                raw_cli[flags[arg]] = args[i + 1]
     (cfg,) = parser.parse_args_and_config(args=args)
     defaults = {a.dest: a.default for a in parser._actions}
     for name, text in raw_cli.items():
@@ -183,8 +182,8 @@ def parse_config(argv: list[str] | None = None) -> RoundConfig:
 
 
 def config_fingerprint(cfg: RoundConfig) -> str:
-    """Canonical JSON of the fields that change results (not `round`, `rounds`, `progress`)."""
+    """Canonical JSON of the fields that change results (not where the run lives, how far it goes, or progress bars)."""
     data = cfg.to_dict()
-    for key in ("round", "rounds", "progress", "verify_workers"):
+    for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers"):
         data.pop(key, None)
     return json.dumps(data, sort_keys=True)

@@ -213,7 +213,6 @@ def run_round(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict], eval
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_config(argv if argv is not None else sys.argv[1:])
-    run = RunDir(Path(cfg.output_dir) / cfg.name)
     try:
         train_all = load_problems(cfg.train_problems, cfg.train_split)
         eval_set = subset(load_problems(cfg.eval_problems, cfg.eval_split), cfg.max_eval_problems, cfg.seed) \
@@ -223,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     overlap = {p["id"] for p in train_all} & {p["id"] for p in eval_set}
     if overlap:
         raise SystemExit(f"held-out problems also in the training set: {sorted(overlap)[:5]}")
+    run = RunDir(Path(cfg.output_dir) / cfg.name)
     check_run_config(run, cfg)
     rounds = plan_rounds(run, cfg)
     logger.info("run %s: %d training problems, %d held-out; rounds to run: %s", run.root, len(train_all),

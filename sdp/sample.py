@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -185,6 +187,11 @@ def main(argv: list[str] | None = None) -> None:
     job = load_job(argv)
     Path(job["output"]).parent.mkdir(parents=True, exist_ok=True)
     run_job(job)
+    # The output is fsynced and renamed; vLLM's interpreter-exit shutdown would add seconds.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
