@@ -92,6 +92,16 @@ def verdict_for(result: ExecResult, limits: Limits) -> Verdict | None:
     return None
 
 
+def judge_verdict(result: ExecResult, limits: Limits) -> Verdict:
+    """The verdict of a tests job: a pass needs a clean run *and* the judge's word."""
+    failed = verdict_for(result, limits)
+    if failed is not None:
+        return failed
+    if result.passed is not True:
+        return Verdict(False, "wrong answer: the tests did not complete")
+    return Verdict(True, "passed")
+
+
 class CodeVerifier:
     """Runs the completion's program in the sandbox against ``tests`` and/or ``io``.
 
@@ -126,12 +136,9 @@ class CodeVerifier:
             pool = get_pool(self.pool_size)
             if tests:
                 entry = problem.get("entry_point") or None
-                result = pool.run_tests(code, tests, entry_point=entry, limits=self.limits)
-                failed = verdict_for(result, self.limits)
-                if failed is not None:
-                    return failed
-                if not result.passed:  # belt and braces: only the judge's word passes
-                    return Verdict(False, "wrong answer: the tests did not complete")
+                verdict = judge_verdict(pool.run_tests(code, tests, entry_point=entry, limits=self.limits), self.limits)
+                if not verdict.ok:
+                    return verdict
             for number, case in enumerate(io_cases or [], start=1):
                 result = pool.run_script(code, stdin=case["input"], limits=self.limits)
                 failed = verdict_for(result, self.limits)
