@@ -175,7 +175,8 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
     for key in want:
         assert (got[key] == want[key]).all(), key
     m, ref = _metrics(run, 1), _metrics(reference, 1)
-    for key in ("problems", "samples", "verified_ok", "kept", "train_pass_rate", "eval", "train_loss"):
+    # train_loss is TRL's running average over the steps the last process ran, so it is not compared.
+    for key in ("problems", "samples", "verified_ok", "wrong", "unverifiable", "kept", "train_pass_rate", "eval"):
         assert m[key] == ref[key], key
     assert not list(run.rglob(".*tmp-*"))
 
