@@ -296,3 +296,64 @@ def test_trainer_trains_student_and_leaves_teacher_untouched(tiny_pair, tmp_path
     assert logs[-1]["kd_kl"] < logs[0]["kd_kl"]
     assert all(torch.equal(v, trainer.teacher_model.state_dict()[k]) for k, v in teacher_before.items())
     assert any(not torch.equal(v, trainer.model.state_dict()[k]) for k, v in student_before.items())
+
+
+# --- a teacher -> student round, end to end -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kd_runs(tiny_model, problem_files, tmp_path_factory):
+    """The same teacher-sampled round trained with hard labels only, and with hard + soft labels."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import build_tiny_model, round_args
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("kd-runs")
+    # Same deterministic tokenizer as the student, other weights
+    teacher = build_tiny_model(out / "teacher", seed=1)
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    runs = {}
+    # The hard-label run skips held-out evaluation (0 problems): only its training is compared
+    for name, extra in (("hard", ["--max_eval_problems", "0"]), ("soft", ["--kd", "{alpha: 0.7, temperature: 3.0}"])):
+        args = round_args(tiny_model, problem_files, out, name, "--teacher_model", str(teacher), *extra)
+        proc = subprocess.run([sys.executable, "-m", "sdp.round", *args], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        runs[name] = out / name
+    runs["teacher"] = teacher
+    runs["job"] = json.loads((out / "soft" / "round-1" / "train.job.json").read_text())
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_teacher_student_round_end_to_end(kd_runs, tiny_model):
+    import json
+
+    from safetensors.torch import load_file
+
+    hard, soft, teacher = kd_runs["hard"], kd_runs["soft"], kd_runs["teacher"]
+    metrics = {name: json.loads((run / "round-1" / "metrics.json").read_text()) for name, run in (("hard", hard), ("soft", soft))}
+    # The teacher sampled, the student trained
+    for m in metrics.values():
+        assert m["sampler_model"] == str(teacher)
+        assert m["kept"] > 0
+    assert kd_runs["job"]["kd"] == {"alpha": 0.7, "temperature": 3.0, "teacher_model": str(teacher)}
+    assert kd_runs["job"]["init_model"] == str(tiny_model)
+    # Same verified teacher traces in both runs; only the loss differs
+    assert (hard / "round-1" / "sft.jsonl").read_text() == (soft / "round-1" / "sft.jsonl").read_text()
+    assert metrics["hard"]["train_loss"] != pytest.approx(metrics["soft"]["train_loss"], rel=1e-3)
+    w_hard = load_file(str(hard / "round-1" / "checkpoint" / "model.safetensors"))
+    w_soft = load_file(str(soft / "round-1" / "checkpoint" / "model.safetensors"))
+    w_base = load_file(str(tiny_model / "model.safetensors"))
+    w_teacher = load_file(str(teacher / "model.safetensors"))
+    assert any(not torch.equal(w_soft[k], w_hard[k]) for k in w_soft)
+    assert any(not torch.equal(w_soft[k], w_base[k]) for k in w_soft)
+    # The student checkpoint is the student's architecture, not a copy of the teacher
+    assert any(not torch.equal(w_soft[k], w_teacher[k]) for k in w_soft)
+    assert "pass@1" in metrics["soft"]["eval"]["all"]
