@@ -123,6 +123,7 @@ CASES: list[Case] = [
     _C("50", _boxed("0.5"), False, "percent"),
     _C("12.5\\%", _boxed("\\frac{1}{8}"), True, "percent"),
     _C("40\\%", _boxed("4\\%"), False, "percent"),
+    _C("25\\%", "So the discount is 25 percent.\nThe answer is 25 percent", True, "percent"),
     # --- "x = 3" and equations -----------------------------------------------------------------
     _C("3", _boxed("x = 3"), True, "equation"),
     _C("x=3", _boxed("3"), True, "equation"),
@@ -132,6 +133,11 @@ CASES: list[Case] = [
     _C("y = 2x + 3", _boxed("2x - y + 3 = 0"), True, "equation"),
     _C("y = 2x + 3", _boxed("y = 3x + 2"), False, "equation"),
     _C("x^2 + y^2 = 25", _boxed("y^2 + x^2 = 25"), True, "equation"),
+    _C("5", _boxed("x + y = 5"), False, "equation"),
+    _C("3", _boxed("x = 2 + 1 = 3"), True, "equation"),
+    _C("5", "By the Pythagorean theorem, $AB = \\sqrt{9+16} = 5$.\nThe answer is $AB = 5$.", True, "equation"),
+    _C("x = 2", _boxed("2x = 4"), True, "equation"),
+    _C("x = 2", _boxed("x^2 = 4"), False, "equation"),
     # --- text wrappers and multiple choice -----------------------------------------------------
     _C("\\text{(C)}", "Checking each option, only (C) works.\n\nThe answer is $\\boxed{\\text{(C)}}$.", True, "choice"),
     _C("C", _boxed("\\textbf{(C)}"), True, "choice"),
@@ -245,6 +251,8 @@ CASES: list[Case] = [
     _C("999999999999999999", _boxed("1000000000000000000"), False, "trap"),
     _C("3", _boxed("3x"), False, "trap"),
     _C("x", _boxed("x^2"), False, "trap"),
+    _C("10", "The population grew to 10 thousand.\nThe answer is 10 thousand", False, "trap"),
+    _C("6", _boxed("2 3"), False, "trap"),
     # --- pathological input: must come back quickly and be rejected -------------------------------
     _C("3", _boxed("9^{9^{9^9}}"), False, "pathological"),
     _C("3", _boxed("2^{2^{2^{2^{2^{2}}}}}"), False, "pathological"),

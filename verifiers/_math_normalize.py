@@ -45,6 +45,7 @@ _WRAPPERS = re.compile(
 _TEXT = re.compile(r"\\(?:text|mbox|textnormal|hbox)\s*\{([^{}]*)\}(\s*\^\s*\{?\d\}?)?")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\}")
 _UNIT_WORDS = re.compile(r"(?:\s+[a-zA-Z]{2,}\.?(?:\s*\^\s*\{?\d\}?)?)+\s*$")
+_MAGNITUDES = re.compile(r"\b(?:hundred|thousand|million|billion|trillion|dozen|half|quarter)s?\b", re.I)
 _CHOICE = re.compile(r"\(?([A-E])\)?(?:[\s.:)].*)?")
 
 
@@ -79,7 +80,14 @@ def clean(answer: str) -> tuple[str, dict[str, bool]]:
         flags["percent"] = True
         s = re.sub(r"\\?%\s*$", "", s)
     s = re.sub(r"\s+(?:or|and)\s+", ", ", s).strip().rstrip(".").strip()
+    if re.search(r"\s+per\s?cent\s*$", s):
+        flags["percent"] = True
+        s = re.sub(r"\s+per\s?cent\s*$", "", s)
     unit = _UNIT_WORDS.search(s)
+    # "10 thousand" is not 10 with a unit: magnitude words change the value, so keep them
+    # (the answer then fails to parse rather than passing as 10).
+    if unit and _MAGNITUDES.search(s[unit.start() :]):
+        unit = None
     if unit and unit.start() > 0 and re.search(r"[\d}\\)]", s[: unit.start()]):
         if re.search(r"\bcents?\b", s[unit.start() :]):
             flags["cents"] = True

@@ -140,8 +140,8 @@ class _Parser:
             self.i += 1
             right = self.parse_union()
             if op[1] == "=":
-                while self.accept("="):  # "x = 2 + 1 = 3": the last member is the answer
-                    left, right = right, self.parse_union()
+                while self.accept("="):  # "x = 2 + 1 = 3" states x = 3
+                    right = self.parse_union()
                 return ("eq", left, right)
             return ("rel", op[1], left, right)
         return left
@@ -182,6 +182,8 @@ class _Parser:
             if op:
                 node = (op, node, self.parse_unary())
             elif self._starts_atom():
+                if self.toks[self.i - 1][0] == "num" and self.peek()[0] == "num":
+                    raise ParseError("two numbers side by side")  # "2 3" is not 6
                 node = ("*", node, self.parse_power())
             else:
                 return node
@@ -392,4 +394,6 @@ class _Parser:
 
 
 def _number(text: str) -> Node:
+    if not any(ch.isdigit() for ch in text):
+        raise ParseError(f"not a number: {text!r}")
     return ("num", Fraction(text), "." in text)

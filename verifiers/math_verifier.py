@@ -36,11 +36,16 @@ HEDGE = "several answers given where one is expected"
 def _parse(answer: str) -> tuple[Node, tuple[tuple[str, bool], ...]] | ParseError:
     try:
         node, flags = parse_answer(answer)
-    except ParseError as exc:
-        return exc
     except RecursionError:
-        return ParseError("answer nested too deeply")
-    return node, tuple(sorted(flags.items()))
+        error = "answer nested too deeply"
+    except ParseError as exc:
+        error = str(exc)
+    except (ValueError, ArithmeticError) as exc:  # a literal the grammar let through
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        return node, tuple(sorted(flags.items()))
+    # A fresh exception: a cached one would pin its traceback's frames for the cache's life.
+    return ParseError(error)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -197,9 +202,10 @@ class _Check:
             if not _maybe_proportional(("-", g[1], g[2]), ("-", p[1], p[2])):
                 return False
             return self.ask(("proportional", (g[1], g[2]), (p[1], p[2])))
-        if p[0] == "eq":  # "x = 3" against 3
-            return self.match(g, p[2])
-        return self.match(g[2], p)
+        # "x = 3" against 3, either way round; "x + y = 5" is not the answer 5
+        if p[0] == "eq":
+            return _is_name(p[1]) and self.match(g, p[2])
+        return _is_name(g[1]) and self.match(g[2], p)
 
     def collection(self, g: Node, p: Node) -> bool:
         gt, pt = g[0], p[0]
@@ -274,6 +280,13 @@ class _Check:
                 raise _Undecided(f"answer too large to compare ({reply[1]})")
             return False  # ("error", ...): sympy could not build or compare it
         return bool(reply)
+
+
+def _is_name(node: Node) -> bool:
+    """A variable or a name made of letters: x, a_1, AB, f(x) (read as f*x)."""
+    if node[0] == "sym":
+        return True
+    return node[0] == "*" and _is_name(node[1]) and _is_name(node[2])
 
 
 def _maybe_proportional(e1: Node, e2: Node) -> bool:
