@@ -89,7 +89,7 @@ class RoundConfig:
         default="vllm",
         metadata={"help": "Sampler: 'vllm' (offline vllm.LLM) or 'hf' (transformers generate, a slow fallback)."},
     )
-    engine_args: dict | str | None = _dict("engine_args", enforce_eager=True, max_model_len=512, max_num_seqs=128, dtype="float32")
+    engine_args: dict | str | None = _dict("engine_args", enforce_eager=True, enable_chunked_prefill=False, max_num_seqs=128, dtype="float32")
     vllm_env: dict | str | None = _dict("vllm_env", VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
     sampling: dict | str | None = _dict("sampling", n=4, temperature=1.0, top_p=1.0, max_tokens=160)
     eval_sampling: dict | str | None = _dict("eval_sampling", n=4, temperature=1.0, top_p=1.0, max_tokens=160)

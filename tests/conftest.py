@@ -15,7 +15,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 NEEDLE = "tests.plugins:NeedleVerifier"
-TINY_ENGINE_ARGS = {"enforce_eager": True, "max_model_len": 128, "max_num_seqs": 64, "dtype": "float32"}
+TINY_ENGINE_ARGS = {"enforce_eager": True, "enable_chunked_prefill": False, "max_model_len": 128, "max_num_seqs": 64, "dtype": "float32"}
 
 
 def build_tiny_model(out: Path, seed: int = 0) -> Path:
