@@ -29,6 +29,7 @@ unsandboxed fallback: if bubblewrap cannot start, :class:`SandboxUnavailable` is
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -45,7 +46,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_WORKER_SOURCE = Path(__file__).with_name("_worker.py")
+_INSIDE = Path(__file__).with_name("inside")
+_INSIDE_MODULES = ("common", "candidate", "judge", "worker")  # dependency order
 # Host-side slack on top of a job's wall limit before the whole sandbox is killed.
 _BACKSTOP_S = 5.0
 _START_TIMEOUT_S = 30.0
@@ -122,6 +124,21 @@ def _frame(obj: dict[str, Any]) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
+@functools.cache
+def worker_source() -> str:
+    """``sandbox/inside/*`` joined into one script for ``python -c``.
+
+    The modules import each other as ``from sandbox.inside.x import ...`` (so that they can be
+    read, linted and tested as a package); joined in dependency order those names are
+    already defined, and the import lines are dropped.
+    """
+    parts = []
+    for name in _INSIDE_MODULES:
+        lines = (_INSIDE / f"{name}.py").read_text().splitlines()
+        parts.append("\n".join(line for line in lines if not line.startswith("from sandbox.inside")))
+    return "\n\n".join(parts) + "\n"
+
+
 def _system_mounts() -> list[str]:
     """Read-only system directories plus the running Python installation."""
     args = ["--ro-bind", "/usr", "/usr"]
@@ -183,7 +200,7 @@ def bwrap_command(*, tmp_size_mb: int) -> tuple[list[str], dict[str, Any]]:
         "--remount-ro", "/dev", "--remount-ro", "/",
         "--chdir", "/tmp", "--hostname", "sandbox", "--clearenv",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
-        _python_executable(), "-I", "-S", "-c", _WORKER_SOURCE.read_text(), json.dumps(cfg),
+        _python_executable(), "-I", "-S", "-c", worker_source(), json.dumps(cfg),
     ]  # fmt: skip
     return cmd, cfg
 

@@ -1,0 +1,156 @@
+"""G, the candidate process: runs the untrusted program, as a script or as a call server.
+
+G is forked (and switched to the candidate uid) before its job exists, so it never holds
+the job's tests. It compiles the program and reports the outcome on the status pipe
+*before* any candidate code runs; after that nothing it says is trusted: in test jobs it
+only answers the judge's calls, with plain data, over two pipes.
+"""
+
+import builtins
+import os
+import sys
+import traceback
+
+from sandbox.inside.common import _describe, become, decode_value, encode_value, recv_frame, send_frame, set_limits
+
+CANDIDATE_FILE = "<candidate>"
+WORK_DIR = "/tmp"
+
+
+def fresh_stdio():
+    import io
+
+    def text(fd, mode):
+        raw = io.FileIO(fd, mode, closefd=False)
+        buf = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
+        return io.TextIOWrapper(buf, encoding="utf-8", errors="strict" if mode == "r" else "backslashreplace")
+
+    sys.stdin, sys.stdout, sys.stderr = text(0, "r"), text(1, "w"), text(2, "w")
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+
+
+def candidate_main(cfg, status_fd, job_fd):
+    """Runs in G, forked before its job exists. Never returns: every path ends in os._exit."""
+    code = 70
+    try:
+        become(cfg["candidate_uid"])
+        os.umask(0o077)
+        os.chdir(WORK_DIR)
+        fresh_stdio()
+        job = recv_frame(job_fd)
+        os.close(job_fd)
+        if job is None:
+            os._exit(0)
+        set_limits(job["limits"], int(job["limits"]["processes"]))
+        sys.argv = ["main.py"]
+        try:
+            program = compile(job["code"], CANDIDATE_FILE, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+            msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            os.write(status_fd, ("syntax:" + msg[-2000:]).encode("utf-8", "replace"))
+            os._exit(1)
+        # From here on candidate code runs: nothing it does can be trusted, so the status
+        # pipe is closed first and everything below only affects the candidate's own result.
+        os.write(status_fd, b"compiled")
+        os.close(status_fd)
+        if job["kind"] == "script":
+            code = run_script(program)
+        else:
+            code = serve_calls(program)
+    except BaseException:  # noqa: BLE001 - G must never return into the worker loop
+        _print_exc()
+    os._exit(code)
+
+
+def run_script(program):
+    """Run like ``python main.py``: SystemExit sets the status; threads and atexit run."""
+    glb = {"__name__": "__main__", "__builtins__": builtins, "__file__": "main.py"}
+    code = 0
+    try:
+        exec(program, glb)
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except BaseException:  # noqa: BLE001
+        _print_exc()
+        code = 1
+    try:
+        if "threading" in sys.modules:
+            sys.modules["threading"]._shutdown()  # join non-daemon threads, as at exit
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001
+        _print_exc()
+        code = code or 1
+    return code
+
+
+def _print_exc():
+    """Print the current traceback straight to fd 2: sys.stderr may be broken or rebound."""
+    try:
+        text = traceback.format_exc()
+    except BaseException:  # noqa: BLE001
+        text = "error while formatting the traceback\n"
+    try:
+        try:
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        os.write(2, text.encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+
+
+def _exit_code(value):
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    try:
+        print(value, file=sys.stderr)
+    except BaseException:  # noqa: BLE001
+        pass
+    return 1
+
+
+def serve_calls(program):
+    """Import the candidate, announce its names to T, then answer calls until T hangs up."""
+    glb = {"__name__": "solution", "__builtins__": builtins}
+    try:
+        exec(program, glb)
+    except BaseException as exc:  # noqa: BLE001 - reported to T, which decides
+        send_frame(4, {"error": _describe(exc)})
+        return 0
+    names = {}
+    for name, value in list(glb.items()):
+        if name.startswith("__"):
+            continue
+        if type(value) is type(sys):
+            names[name] = {"module": getattr(value, "__name__", "")}
+        elif callable(value):
+            names[name] = {"callable": True}
+        else:
+            try:
+                names[name] = {"value": encode_value(value)}
+            except (TypeError, ValueError):
+                pass
+    send_frame(4, {"names": names})
+    while True:
+        req = recv_frame(3)
+        if req is None:
+            return 0
+        try:
+            fn = glb[req["name"]]
+            args = decode_value(req["args"])
+            kwargs = decode_value(req["kwargs"])
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - includes SystemExit from sys.exit()
+            send_frame(4, {"raised": _describe(exc)})
+            continue
+        try:
+            reply = {"value": encode_value(result)}
+        except (TypeError, ValueError, RecursionError) as exc:
+            reply = {"nondata": str(exc)[:500]}
+        send_frame(4, reply)

@@ -1,0 +1,183 @@
+"""Shared by every process inside the sandbox: framing, the value codec, process set-up.
+
+Everything under ``sandbox/inside`` runs inside the sandbox, under ``python -I -S``: the host
+joins the four modules into one ``-c`` script (``sandbox.execution.worker_source``), dropping
+their ``from sandbox.inside...`` imports, so they may use the standard library only.
+
+Frames (host <-> worker, worker -> G/T, G <-> T): 4-byte big-endian length + UTF-8 JSON.
+Values that cross from the candidate to the judge are JSON with tagged objects, and decode
+to exact builtin types only (no subclasses, no user objects).
+"""
+
+import ctypes
+import json
+import math
+import os
+import resource
+import signal
+import struct
+
+MAX_FRAME = 64 << 20  # any message bigger than this comes from a hostile peer
+MAX_VALUE_DEPTH = 200
+LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_DUMPABLE = 4
+
+
+def read_exact(fd, n):
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(fd):
+    """One JSON frame; None on EOF. Reads exactly the frame's bytes and nothing after it."""
+    head = read_exact(fd, 4)
+    if head is None:
+        return None
+    (size,) = struct.unpack(">I", head)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes exceeds {MAX_FRAME}")
+    body = read_exact(fd, size)
+    if body is None:
+        return None
+    return json.loads(body)
+
+
+def send_frame(fd, obj):
+    body = json.dumps(obj, allow_nan=True).encode("utf-8", "surrogatepass")
+    data = struct.pack(">I", len(body)) + body
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+# ------------------------------------------------------------------ value encoding
+# Candidate -> judge values are JSON with tagged objects; decoding yields exact builtin types.
+
+
+def encode_value(x, depth=0):
+    if depth > MAX_VALUE_DEPTH:
+        raise ValueError("value nested too deeply")
+    t = type(x)
+    if x is None or t is bool or t is str:
+        return x
+    if t is int:
+        return x if x.bit_length() < 10000 else {"#i": hex(x)}
+    if t is float:
+        return x
+    if t is list:
+        return [encode_value(v, depth + 1) for v in x]
+    if t is tuple:
+        return {"#t": [encode_value(v, depth + 1) for v in x]}
+    if t is dict:
+        return {"#d": [[encode_value(k, depth + 1), encode_value(v, depth + 1)] for k, v in x.items()]}
+    if t is set or t is frozenset:
+        return {"#s" if t is set else "#f": [encode_value(v, depth + 1) for v in x]}
+    if t is bytes:
+        return {"#b": x.hex()}
+    if t is complex:
+        return {"#c": [x.real, x.imag]}
+    # Common stand-ins that compare like their plain counterparts; converting them here
+    # (in the untrusted process) is safe because the judge only ever decodes plain data.
+    mod = getattr(t, "__module__", "")
+    if mod == "collections" and t.__name__ in ("Counter", "OrderedDict", "defaultdict"):
+        return encode_value(dict(x), depth)
+    if mod == "numpy" and hasattr(x, "item") and getattr(x, "ndim", None) == 0:
+        return encode_value(x.item(), depth)
+    raise TypeError(f"value of type {t.__module__}.{t.__qualname__} is not plain data")
+
+
+def decode_value(x, depth=0):
+    if depth > MAX_VALUE_DEPTH:
+        raise ValueError("value nested too deeply")
+    t = type(x)
+    if x is None or t in (bool, int, float, str):
+        return x
+    if t is list:
+        return [decode_value(v, depth + 1) for v in x]
+    if t is dict and len(x) == 1:
+        ((tag, v),) = x.items()
+        if tag == "#t":
+            return tuple(decode_value(e, depth + 1) for e in _list(v))
+        if tag == "#d":
+            out = {}
+            for pair in _list(v):
+                if type(pair) is not list or len(pair) != 2:
+                    raise ValueError("bad dict item")
+                out[decode_value(pair[0], depth + 1)] = decode_value(pair[1], depth + 1)
+            return out
+        if tag == "#s":
+            return {decode_value(e, depth + 1) for e in _list(v)}
+        if tag == "#f":
+            return frozenset(decode_value(e, depth + 1) for e in _list(v))
+        if tag == "#b" and type(v) is str:
+            return bytes.fromhex(v)
+        if tag == "#c" and type(v) is list and len(v) == 2:
+            return complex(float(v[0]), float(v[1]))
+        if tag == "#i" and type(v) is str:
+            return int(v, 16)
+    raise ValueError("malformed value")
+
+
+def _list(v):
+    if type(v) is not list:
+        raise ValueError("malformed value")
+    return v
+
+
+def place_fds(mapping, max_fd):
+    """Make each target fd a copy of its source fd, and close every other fd above 2."""
+    import fcntl
+
+    top = max(list(mapping) + [2])
+    high = {tgt: fcntl.fcntl(src, fcntl.F_DUPFD, top + 1) for tgt, src in mapping.items()}
+    for tgt, src in high.items():
+        os.dup2(src, tgt, inheritable=True)
+    for fd in range(3, top + 1):
+        if fd not in mapping:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os.closerange(top + 1, max_fd)
+
+
+def set_limits(limits, nproc):
+    """Lower this process's rlimits to the job's (allowed after dropping the uid)."""
+    cpu = max(1, math.ceil(limits["cpu_s"]) + math.ceil(resource.getrusage(resource.RUSAGE_SELF).ru_utime))
+    mem = int(limits["memory_mb"]) << 20
+    for res, value in (
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_AS, (mem, mem)),
+        (resource.RLIMIT_FSIZE, (int(limits["file_size_mb"]) << 20,) * 2),
+        (resource.RLIMIT_NPROC, (nproc, nproc)),
+        (resource.RLIMIT_NOFILE, (int(limits["open_files"]),) * 2),
+        (resource.RLIMIT_CORE, (0, 0)),
+        (resource.RLIMIT_MSGQUEUE, (0, 0)),
+        (resource.RLIMIT_MEMLOCK, (0, 0)),
+    ):
+        resource.setrlimit(res, value)
+
+
+def become(uid):
+    """Switch to ``uid`` (root hosts; None: keep the user namespace's only uid)."""
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _describe(exc):
+    try:
+        text = str(exc)
+    except BaseException:  # noqa: BLE001
+        text = "<unprintable>"
+    return [type(exc).__name__, text[:2000]]

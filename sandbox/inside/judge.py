@@ -1,0 +1,185 @@
+"""T, the judge process: runs the tests against stubs that call the candidate in G.
+
+T runs as its own uid (root hosts), is not dumpable, and holds the only write end of the
+verdict pipe; the candidate cannot reach it. Every candidate function becomes a stub that
+sends its arguments to G and decodes the reply into exact builtin types, so neither exit
+codes, printed markers, exit hooks nor rigged ``__eq__`` can make a test pass.
+"""
+
+import builtins
+import linecache
+import os
+import sys
+import traceback
+
+from sandbox.inside.common import _describe, become, decode_value, encode_value, recv_frame, send_frame, set_limits
+
+TESTS_FILE = "<tests>"
+
+
+class CandidateFailure(BaseException):
+    """Raised into the tests when the candidate died or returned a non-data object.
+
+    A BaseException so that a test's ``except Exception`` cannot swallow it.
+    """
+
+    def __init__(self, kind, detail):
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
+
+
+class UnsupportedTest(BaseException):
+    """The tests passed something to the candidate that cannot cross a process boundary."""
+
+
+class Remote:
+    """Call channel to G, as seen from T."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def call(self, name, args, kwargs):
+        try:
+            payload = {"name": name, "args": encode_value(list(args)), "kwargs": encode_value(dict(kwargs))}
+        except (TypeError, ValueError) as exc:
+            raise UnsupportedTest(f"tests pass a non-data argument to {name}(): {exc}") from None
+        try:
+            send_frame(3, payload)
+            reply = recv_frame(4)
+        except (OSError, ValueError) as exc:
+            raise CandidateFailure("died", f"candidate process failed: {exc}") from None
+        if reply is None:
+            raise CandidateFailure("died", f"candidate process exited during {name}()")
+        self.calls += 1
+        return reply_value(reply, name)
+
+
+def reply_value(reply, name):
+    if type(reply) is not dict:
+        raise CandidateFailure("protocol", "malformed reply")
+    if "value" in reply:
+        try:
+            return decode_value(reply["value"])
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise CandidateFailure("protocol", f"malformed value from {name}(): {exc}") from None
+    if "raised" in reply:
+        kind, message = (list(reply["raised"]) + ["", ""])[:2]
+        kind, message = str(kind), str(message)
+        if kind == "MemoryError":
+            raise CandidateFailure("memory", f"MemoryError in {name}()")
+        if kind == "RecursionError":
+            raise CandidateFailure("error", f"RecursionError in {name}(): {message}")
+        cls = getattr(builtins, kind, None)
+        if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
+            try:
+                exc = cls(message)
+            except Exception:  # noqa: BLE001 - exotic constructor signatures
+                exc = RuntimeError(f"{kind}: {message}")
+        else:
+            exc = RuntimeError(f"{kind}: {message}")
+        exc.sdp_remote = f"{kind}: {message}"
+        raise exc
+    if "nondata" in reply:
+        raise CandidateFailure("nondata", f"{name}() returned an object that is not plain data ({reply['nondata']})")
+    raise CandidateFailure("protocol", "malformed reply")
+
+
+def make_stub(remote, name):
+    def stub(*args, **kwargs):
+        return remote.call(name, args, kwargs)
+
+    stub.__name__ = stub.__qualname__ = name
+    return stub
+
+
+def judge_main(cfg, result_fd, tests_fd):
+    """Runs in T, forked before its job exists. Never returns."""
+    verdict = {"passed": False, "kind": "error", "detail": "judge crashed"}
+    try:
+        become(cfg["judge_uid"])
+        os.chdir("/")
+        tests = recv_frame(tests_fd)
+        os.close(tests_fd)
+        if tests is None:
+            os._exit(0)  # a script job: no judge needed
+        set_limits(tests["limits"], 16)
+        sys.set_int_max_str_digits(0)
+        verdict = judge(tests)
+    except BaseException as exc:  # noqa: BLE001
+        verdict = {"passed": False, "kind": "error", "detail": "judge failed: " + " ".join(_describe(exc))}
+    try:
+        send_frame(result_fd, verdict)
+    finally:
+        os._exit(0)
+
+
+def judge(tests):
+    remote = Remote()
+    try:
+        hello = recv_frame(4)
+    except (OSError, ValueError) as exc:
+        hello = {"died": str(exc)}
+    if type(hello) is not dict or "names" not in hello or type(hello["names"]) is not dict:
+        if type(hello) is dict and "error" in hello:
+            kind, message = (list(hello["error"]) + ["", ""])[:2]
+            if kind == "MemoryError":
+                return {"passed": False, "kind": "memory", "detail": "MemoryError while loading the program"}
+            return {"passed": False, "kind": "error", "detail": f"{kind}: {message}"}
+        return {"passed": False, "kind": "died", "detail": "program exited before the tests ran"}
+    ns = {"__name__": "__tests__", "__builtins__": builtins}
+    stubs = set()
+    entry = tests.get("entry_point")
+    for name, spec in hello["names"].items():
+        # The candidate may not shadow builtins (a rigged abs() or len() would let any answer
+        # through) nor dunders; whatever the tests define themselves replaces these names.
+        if type(name) is not str or type(spec) is not dict or name.startswith("__") or (hasattr(builtins, name) and name != entry):
+            continue
+        if "callable" in spec:
+            ns[name] = make_stub(remote, name)
+            stubs.add(ns[name])
+        elif "module" in spec:
+            # Only `import x` as x: an alias could swap one module for another.
+            if spec["module"] == name and name.isidentifier():
+                try:
+                    ns[name] = __import__(name)
+                except BaseException:  # noqa: BLE001 - a module the judge cannot import is left out
+                    pass
+        elif "value" in spec:
+            try:
+                ns[name] = decode_value(spec["value"])
+            except (ValueError, TypeError, RecursionError):
+                pass
+    source = tests["tests"]
+    import linecache
+
+    linecache.cache[TESTS_FILE] = (len(source), None, source.splitlines(True), TESTS_FILE)
+    try:
+        exec(compile(source, TESTS_FILE, "exec", dont_inherit=True), ns)
+        check = ns.get("check")
+        if entry and callable(check) and check not in stubs:
+            if entry not in hello["names"] or "callable" not in hello["names"][entry]:
+                return {"passed": False, "kind": "error", "detail": f"the program does not define {entry}()"}
+            check(ns[entry])
+    except CandidateFailure as exc:
+        return {"passed": False, "kind": exc.kind, "detail": exc.detail}
+    except UnsupportedTest as exc:
+        return {"passed": False, "kind": "unsupported", "detail": str(exc)}
+    except AssertionError as exc:
+        return {"passed": False, "kind": "wrong", "detail": _where(exc) or "assertion failed"}
+    except BaseException as exc:  # noqa: BLE001
+        remote_text = getattr(exc, "sdp_remote", None)
+        if remote_text:
+            return {"passed": False, "kind": "error", "detail": remote_text}
+        if isinstance(exc, NameError) and exc.name and exc.name not in ns:
+            return {"passed": False, "kind": "error", "detail": f"NameError: {exc}"}
+        return {"passed": False, "kind": "wrong", "detail": f"{type(exc).__name__} in tests: {_where(exc)}"}
+    return {"passed": True, "kind": "passed", "detail": f"{remote.calls} calls"}
+
+
+def _where(exc):
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == TESTS_FILE]
+    text = " ".join(str(a) for a in exc.args)[:300]
+    if frames:
+        line = frames[-1]
+        return f"tests line {line.lineno}: {(line.line or '').strip()[:300]}" + (f" ({text})" if text else "")
+    return text
