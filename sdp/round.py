@@ -8,7 +8,7 @@ stages and resumes at the first unfinished one, with the same seeded results.
 
     python -m sdp.round                        # the embedded default (3 rounds)
     python -m sdp.round --config my.yaml --rounds 5
-    python -m sdp.round --config my.yaml --round 2   # (re)run round 2 only
+    python -m sdp.round --config my.yaml --round 2   # run (or resume) round 2 only
 """
 
 from __future__ import annotations

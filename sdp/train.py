@@ -11,7 +11,9 @@ every checkpoint is a plain model vLLM can load. With `kd`, the trainer is
 
 Resume: the trainer's `output_dir` is the round's `trainer/` directory; if the SFT config
 saves checkpoints (`save_strategy: steps`) and a killed run left one, training resumes from
-it, else it restarts from scratch. Either way the seeded result is the same.
+it, else it restarts from scratch. Either way the seeded weights are the same (bit for bit on
+CPU); only the reported `train_loss`, TRL's running average, covers the steps of the last
+process alone.
 """
 
 from __future__ import annotations
