@@ -253,6 +253,9 @@ CASES: list[Case] = [
     _C("x", _boxed("x^2"), False, "trap"),
     _C("10", "The population grew to 10 thousand.\nThe answer is 10 thousand", False, "trap"),
     _C("6", _boxed("2 3"), False, "trap"),
+    _C("x", _boxed("(x + 10^{20}) - 10^{20}"), True, "trap"),
+    _C("0", _boxed("(x + 10^{20}) - 10^{20}"), False, "trap"),
+    _C("0.0", _boxed("(x + 10^{20}) - 10^{20}"), False, "trap"),
     # --- pathological input: must come back quickly and be rejected -------------------------------
     _C("3", _boxed("9^{9^{9^9}}"), False, "pathological"),
     _C("3", _boxed("2^{2^{2^{2^{2^{2}}}}}"), False, "pathological"),

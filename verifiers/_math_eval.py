@@ -136,15 +136,20 @@ def symbols(node: Any) -> set[str]:
     return set()
 
 
-def approx(node: Node, env: dict[str, complex]) -> complex | None:
-    """A float value for quick rejection (symbols take the values in ``env``), or None."""
+def approx(node: Node, env: dict[str, complex]) -> tuple[complex, float] | None:
+    """A float value for quick rejection (symbols take the values in ``env``), or None.
+
+    Also returns the largest magnitude met on the way: a result far smaller than that
+    (``(x + 10^{20}) - 10^{20}``) lost its digits to cancellation and must not be trusted.
+    """
+    peak = [0.0]
     try:
-        value = _approx(node, env)
+        value = _approx(node, env, peak)
     except (OverflowError, ZeroDivisionError, ValueError, TypeError, KeyError):
         return None
-    if value is None or not cmath.isfinite(value):
+    if value is None or not cmath.isfinite(value) or not math.isfinite(peak[0]):
         return None
-    return value
+    return value, peak[0]
 
 
 _CFUNCS = {
@@ -156,7 +161,14 @@ _CFUNCS = {
 }
 
 
-def _approx(node: Node, env: dict[str, complex]) -> complex | None:
+def _approx(node: Node, env: dict[str, complex], peak: list[float]) -> complex | None:
+    value = _approx_node(node, env, peak)
+    if value is not None:
+        peak[0] = max(peak[0], abs(value))
+    return value
+
+
+def _approx_node(node: Node, env: dict[str, complex], peak: list[float]) -> complex | None:
     tag = node[0]
     if tag == "num":
         return complex(float(node[1]))
@@ -165,11 +177,11 @@ def _approx(node: Node, env: dict[str, complex]) -> complex | None:
     if tag == "const":
         return {"pi": complex(math.pi), "E": complex(math.e), "I": 1j}.get(node[1])
     if tag == "neg":
-        v = _approx(node[1], env)
+        v = _approx(node[1], env, peak)
         return None if v is None else -v + 0j  # +0j: no -0.0 imaginary part across branch cuts
     if tag in ("+", "-", "*", "/", "^"):
-        a = _approx(node[1], env)
-        b = _approx(node[2], env) if a is not None else None
+        a = _approx(node[1], env, peak)
+        b = _approx(node[2], env, peak) if a is not None else None
         if a is None or b is None:
             return None
         if tag == "+":
@@ -186,23 +198,23 @@ def _approx(node: Node, env: dict[str, complex]) -> complex | None:
             return complex(a.real**b.real)
         return a**b
     if tag == "sqrt":
-        a = _approx(node[1], env)
-        n = _approx(node[2], env) if node[2] is not None else 2
+        a = _approx(node[1], env, peak)
+        n = _approx(node[2], env, peak) if node[2] is not None else 2
         if a is None or n is None:
             return None
         if a.imag == 0 and a.real >= 0:
             return complex(a.real ** (1 / n.real if isinstance(n, complex) else 1 / n))
         return a ** (1 / n)
     if tag == "!":
-        v = _approx(node[1], env)
+        v = _approx(node[1], env, peak)
         if v is None or v.imag or not -1 < v.real < 170:
             return None
         return complex(math.gamma(v.real + 1))
     if tag == "abs":
-        v = _approx(node[1], env)
+        v = _approx(node[1], env, peak)
         return None if v is None else complex(abs(v))
     if tag == "fn":
-        args = [_approx(a, env) for a in node[2]]
+        args = [_approx(a, env, peak) for a in node[2]]
         if any(a is None for a in args):
             return None
         if node[1] == "log":

@@ -260,13 +260,18 @@ class _Check:
                 return True
             return decimal and abs(eg - ep) <= tol * max(abs(eg), abs(ep))
         env = {name: _sample_point(name) for name in symbols(g) | symbols(p)}
-        ag, ap = approx(g, env), approx(p, env)
-        if ag is not None and ap is not None:
+        fg, fp = approx(g, env), approx(p, env)
+        if fg is not None and fp is not None:
+            (ag, peak_g), (ap, peak_p) = fg, fp
             diff, scale = abs(ag - ap), max(abs(ag), abs(ap))
-            if decimal:
-                return diff <= tol * scale
-            if diff > 1e-6 * scale + 1e-12:
-                return False  # a float can refute equality; only sympy may confirm it
+            noise = 1e-12 * max(peak_g, peak_p, 1.0)  # float error, cancellation included
+            if noise < 1e-3 * tol * scale:  # floats are trustworthy here
+                if decimal:
+                    return diff <= tol * scale
+                if diff > 1e-6 * scale:
+                    return False  # a float can refute equality; only sympy may confirm it
+            elif diff > 1e3 * noise + (tol if decimal else 1e-6) * scale:
+                return False  # different beyond any rounding the floats could have done
         return self.ask(("equal", g, p, tol if decimal else None))
 
     def ask(self, request: tuple) -> bool:
@@ -295,10 +300,12 @@ def _maybe_proportional(e1: Node, e2: Node) -> bool:
     ratios = []
     for salt in ("", "'"):
         env = {name: _sample_point(name + salt) for name in names}
-        a, b = approx(e1, env), approx(e2, env)
-        if a is None or b is None or abs(b) < 1e-12:
+        fa, fb = approx(e1, env), approx(e2, env)
+        if fa is None or fb is None or abs(fb[0]) < 1e-9 * max(fb[1], 1.0):
             return True
-        ratios.append(a / b)
+        if abs(fa[0]) < 1e-9 * max(fa[1], 1.0):
+            return True  # cancelled to (nearly) nothing: let sympy decide
+        ratios.append(fa[0] / fb[0])
     return abs(ratios[0] - ratios[1]) <= 1e-6 * max(abs(ratios[0]), abs(ratios[1]), 1e-12)
 
 
