@@ -16,7 +16,7 @@ What this protects against (each checked by ``tests/test_sandbox_attacks.py``):
   privileged and the worker switches each program to its own unprivileged uid (root ignores
   RLIMIT_NPROC); otherwise bwrap uses an unprivileged user namespace. ``no_new_privs`` is set
   and every mount is ``nosuid``.
-* Forged verdicts (test jobs): see ``sandbox/_worker.py``; tests run in a separate process
+* Forged verdicts (test jobs): see ``sandbox/inside/judge.py``; tests run in a separate process
   that the candidate cannot reach, and only plain data crosses from the candidate.
 
 What it does not protect against: kernel exploits (there is no seccomp filter); side
@@ -206,7 +206,7 @@ def bwrap_command(*, tmp_size_mb: int) -> tuple[list[str], dict[str, Any]]:
 
 
 class Worker:
-    """One long-lived sandbox running ``sandbox/_worker.py`` as its PID 1. Not thread-safe."""
+    """One long-lived sandbox running ``sandbox/inside/worker.py`` as its PID 1. Not thread-safe."""
 
     def __init__(self, *, slot: int = 0, tmp_size_mb: int = 64) -> None:
         self.slot = slot

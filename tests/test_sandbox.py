@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import threading
@@ -225,3 +226,45 @@ def test_limits_are_validated():
     with pytest.raises(ValueError, match="processes"):
         Limits(processes=0)
     assert os.getpid()  # the test process is alive after everything above
+
+
+def test_a_stop_iteration_from_the_candidate_cannot_end_a_test_loop(pool):
+    code = "def f(x):\n    raise StopIteration\n"
+    tests = "for x, y in zip([1, 2], map(f, [1, 2])):\n    assert y == 2 * x\n"
+    result = pool.run_tests(code, tests)
+    assert result.passed is False and "StopIteration" in result.judge["detail"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 0, -(2**90), pytest.param(2**40000, id="huge-int"), 0.1, float("nan"), "", "\udcff", b"", (), [()], {"a": {1: (2,)}}, {frozenset()},
+     frozenset({(1, "a")}), -0j],
+)
+def test_value_codec_round_trips_exact_types(value):
+    from sandbox.inside.common import decode_value, encode_value
+
+    back = decode_value(json.loads(json.dumps(encode_value(value))))
+    assert type(back) is type(value)
+    assert back == value or (back != back and value != value)  # nan
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [{"#x": 1}, {"a": 1, "b": 2}, {"#t": "abc"}, {"#d": [[1]]}, {"#d": [[[1], 2]]}, {"#b": "zz"}, {"#c": [1]}],
+)
+def test_value_codec_rejects_anything_else(wire):
+    from sandbox.inside.common import decode_value
+
+    with pytest.raises((ValueError, TypeError)):
+        decode_value(wire)
+
+
+def test_value_codec_refuses_non_data():
+    from sandbox.inside.common import encode_value
+
+    class Int(int):
+        pass
+
+    for value in (Int(3), object(), [1, print], {1: Int(2)}):
+        with pytest.raises(TypeError):
+            encode_value(value)

@@ -9,7 +9,7 @@ when both exist) and/or ``io`` (stdin/stdout cases compared after trailing-white
 normalisation, with a zero exit status required). Tests run in a judge process that calls
 the candidate's functions across a process boundary and receives plain data only, so exit
 codes, printed markers, ``atexit``/``excepthook`` tricks and rigged ``__eq__`` decide
-nothing (see ``sandbox/_worker.py``).
+nothing (see ``sandbox/inside/judge.py``).
 
 Reasons: ``passed``, ``no code``, ``syntax error``, ``wrong answer``, ``runtime error``,
 ``timeout``, ``memory limit``, ``output limit``; ``ok=None`` for problems that cannot be

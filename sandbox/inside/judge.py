@@ -70,6 +70,10 @@ def reply_value(reply, name):
         if kind == "RecursionError":
             raise CandidateFailure("error", f"RecursionError in {name}(): {message}")
         cls = getattr(builtins, kind, None)
+        # StopIteration escaping into the tests could silently end a loop over results
+        # (zip(inputs, map(candidate, inputs))); like PEP 479, it becomes a RuntimeError.
+        if cls in (StopIteration, StopAsyncIteration):
+            cls = None
         if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
             try:
                 exc = cls(message)
@@ -132,7 +136,9 @@ def judge(tests):
     for name, spec in hello["names"].items():
         # The candidate may not shadow builtins (a rigged abs() or len() would let any answer
         # through) nor dunders; whatever the tests define themselves replaces these names.
-        if type(name) is not str or type(spec) is not dict or name.startswith("__") or (hasattr(builtins, name) and name != entry):
+        if type(name) is not str or type(spec) is not dict:
+            continue
+        if name.startswith("__") or (hasattr(builtins, name) and name != entry):
             continue
         if "callable" in spec:
             ns[name] = make_stub(remote, name)
@@ -150,8 +156,6 @@ def judge(tests):
             except (ValueError, TypeError, RecursionError):
                 pass
     source = tests["tests"]
-    import linecache
-
     linecache.cache[TESTS_FILE] = (len(source), None, source.splitlines(True), TESTS_FILE)
     try:
         exec(compile(source, TESTS_FILE, "exec", dont_inherit=True), ns)

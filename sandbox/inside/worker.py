@@ -224,6 +224,15 @@ def run_job(job, spares, cfg, max_fd):
             break
         if pid in (gpid, tpid) and pid not in statuses:
             statuses[pid] = (status, usage.ru_utime + usage.ru_stime)
+    # Every writer is dead now: collect what is still in the pipes (up to the cap) and close.
+    for fd, buf in open_reads.items():
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            room = cap - len(state.out) - len(state.err)
+            buf += chunk[: max(0, room)]
+            state.truncated = state.truncated or len(chunk) > room
     for fd in list(open_reads) + list(pidfds) + [x for x in (st_r, res_r, in_w) if x is not None]:
         os.close(fd)
     cleanup(cfg, max_fd)
@@ -257,7 +266,6 @@ def summarize(job, state, statuses, gpid, status_msg, result_msg, duration):
     exit_code = os.waitstatus_to_exitcode(status) if status is not None else None
     sig = -exit_code if exit_code is not None and exit_code < 0 else None
     stderr_text = state.err.decode("utf-8", "replace")
-    compiled = status_msg == b"compiled"
     syntax = status_msg.decode("utf-8", "replace")[7:] if status_msg.startswith(b"syntax:") else None
     verdict = None
     if result_msg:
@@ -296,7 +304,6 @@ def summarize(job, state, statuses, gpid, status_msg, result_msg, duration):
         "stderr": stderr_text,
         "duration": duration,
         "cpu_s": cpu,
-        "compiled": compiled,
         "syntax_error": syntax,
         "passed": passed,
         "judge": verdict,
