@@ -45,6 +45,7 @@ _WRAPPERS = re.compile(
 _TEXT = re.compile(r"\\(?:text|mbox|textnormal|hbox)\s*\{([^{}]*)\}(\s*\^\s*\{?\d\}?)?")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\^\s*\{\s*\}")
 _UNIT_WORDS = re.compile(r"(?:\s+[a-zA-Z]{2,}\.?(?:\s*\^\s*\{?\d\}?)?)+\s*$")
+_REPEATING = re.compile(r"(\d*)\.(\d{0,20})\\overline\s*\{(\d{1,20})\}")
 _MAGNITUDES = re.compile(r"\b(?:hundred|thousand|million|billion|trillion|dozen|half|quarter)s?\b", re.I)
 _CHOICE = re.compile(r"\(?([A-E])\)?(?:[\s.:)].*)?")
 
@@ -65,6 +66,7 @@ def clean(answer: str) -> tuple[str, dict[str, bool]]:
     if "\\$" in s or "$" in s or re.search(r"\bdollars?\b", s):
         flags["dollars"] = "\\$" in s or bool(re.search(r"\bdollars?\b", s))
         s = s.replace("\\$", "").replace("$", "")
+    s = _REPEATING.sub(_repeating_repl, s)
     for _ in range(4):
         s, n = _WRAPPERS.subn(r"\1", s)
         if not n:
@@ -97,6 +99,14 @@ def clean(answer: str) -> tuple[str, dict[str, bool]]:
     ):
         s = s.replace(",", "").replace(" ", "")
     return s, flags
+
+
+def _repeating_repl(m: re.Match) -> str:
+    """``0.1\\overline{6}`` -> the exact fraction it denotes, ``(\\frac{1}{6})``."""
+    whole, fixed, period = m.group(1) or "0", m.group(2), m.group(3)
+    den = 10 ** len(fixed) * (10 ** len(period) - 1)
+    num = int(whole) * den + int(fixed + period) - int(fixed or "0")
+    return f"(\\frac{{{num}}}{{{den}}})"
 
 
 def _text_repl(m: re.Match) -> str:

@@ -32,7 +32,7 @@ _CMD_ALIASES = {
 }
 _TOKEN = re.compile(
     r"(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<cmd>\\[a-zA-Z]+|\\[{}|\\])|(?P<ch>[a-zA-Z])"
-    r"|(?P<op><=|>=|!=|[-+*/^_!=<>()\[\]{},|&])|(?P<ws>\s+)"
+    r"|(?P<op><=|>=|!=|[-+*/^_!=<>()\[\]{},|&:])|(?P<ws>\s+)"
 )
 
 
@@ -133,6 +133,8 @@ class _Parser:
 
     def parse_relation(self) -> Node:
         left = self.parse_union()
+        if self.accept(":"):  # a ratio "4:3" is the number 4/3
+            return ("/", left, self.parse_union())
         if self.accept("in"):
             return self.parse_union()  # "x \in [1, 2]" states the set
         op = self.peek()
