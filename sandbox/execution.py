@@ -10,8 +10,9 @@ What this protects against (each checked by ``tests/test_sandbox_attacks.py``):
 * Files: a fresh root with read-only system directories (/usr and the Python installation),
   no host home, no host /tmp, no project files, no /etc, and a private size-capped tmpfs as
   /tmp that is emptied after every program. Environment variables are scrubbed.
-* Resources: CPU time, address space, file size, processes, open files (rlimits), a
-  wall-clock timeout that kills the whole tree, and a hard cap on captured output.
+* Resources: CPU time, address space, file size, processes, open files (rlimits), the
+  sandbox's total resident memory (sampled every 50 ms), a wall-clock timeout that kills
+  the whole tree, and a hard cap on captured output.
 * Privilege: candidate code never runs as root. As root on the host (CI), bwrap runs
   privileged and the worker switches each program to its own unprivileged uid (root ignores
   RLIMIT_NPROC); otherwise bwrap uses an unprivileged user namespace. ``no_new_privs`` is set
@@ -21,8 +22,8 @@ What this protects against (each checked by ``tests/test_sandbox_attacks.py``):
 
 What it does not protect against: kernel exploits (there is no seccomp filter); side
 channels and timing; reading the world-readable system files under /usr and the Python
-installation; using CPU and memory up to the limits (memory is capped per process by
-RLIMIT_AS, not by a cgroup, so tmpfs pages, pipes and memfds add bounded extra memory);
+installation; using CPU and memory up to the limits (memory is watched, not enforced by a
+cgroup: a burst between two samples, tmpfs pages, pipes and memfds add bounded extra);
 and a program that legitimately computes the right answers by other means. There is no
 unsandboxed fallback: if bubblewrap cannot start, :class:`SandboxUnavailable` is raised.
 """
