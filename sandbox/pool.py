@@ -63,6 +63,7 @@ class SandboxPool:
             self._closed = True
             workers = list(self._workers.values())
             self._workers.clear()
+        self._idle.put(None)  # wake waiters: they find the pool closed
         if os.getpid() != self._pid:
             return  # a forked child must not stop its parent's sandboxes
         for worker in workers:
@@ -93,30 +94,34 @@ class SandboxPool:
                 worker = self._idle.get_nowait()
             except queue.Empty:
                 worker = None
-            if worker is not None:
-                if worker.alive:
-                    return worker
-                self._forget(worker)
-                continue
-            with self._lock:
-                if self._closed:
-                    raise SandboxUnavailable("the sandbox pool is closed")
-                slot = self._free_slots.pop() if self._free_slots else None
-            if slot is None:
-                worker = self._idle.get()  # every slot busy: wait for one
-                if worker.alive:
-                    return worker
-                self._forget(worker)
-                continue
-            try:
-                worker = self._spawner.submit(Worker, slot=slot, tmp_size_mb=self.tmp_size_mb).result()
-            except BaseException:
+            if worker is None:
                 with self._lock:
-                    self._free_slots.append(slot)
-                raise
-            with self._lock:
-                self._workers[slot] = worker
-            return worker
+                    if self._closed:
+                        raise SandboxUnavailable("the sandbox pool is closed")
+                    slot = self._free_slots.pop() if self._free_slots else None
+                if slot is not None:
+                    return self._start(slot)
+                worker = self._idle.get()  # every slot is busy; None means one was freed
+                if worker is None:
+                    continue
+            if worker.alive:
+                return worker
+            self._forget(worker)
+
+    def _start(self, slot: int) -> Worker:
+        try:
+            worker = self._spawner.submit(Worker, slot=slot, tmp_size_mb=self.tmp_size_mb).result()
+        except BaseException:
+            self._free_slot(slot)
+            raise
+        with self._lock:
+            self._workers[slot] = worker
+        return worker
+
+    def _free_slot(self, slot: int) -> None:
+        with self._lock:
+            self._free_slots.append(slot)
+        self._idle.put(None)  # wake a thread waiting for a worker: it may start one now
 
     def _release(self, worker: Worker) -> None:
         if worker.alive and not self._closed:
@@ -127,9 +132,11 @@ class SandboxPool:
     def _forget(self, worker: Worker) -> None:
         worker.kill()
         with self._lock:
-            if self._workers.get(worker.slot) is worker:
+            mine = self._workers.get(worker.slot) is worker
+            if mine:
                 del self._workers[worker.slot]
-                self._free_slots.append(worker.slot)
+        if mine:
+            self._free_slot(worker.slot)
 
 
 _pools: dict[int, SandboxPool] = {}

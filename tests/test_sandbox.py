@@ -268,3 +268,21 @@ def test_value_codec_refuses_non_data():
     for value in (Int(3), object(), [1, print], {1: Int(2)}):
         with pytest.raises(TypeError):
             encode_value(value)
+
+
+def test_a_waiting_thread_gets_a_new_worker_when_the_busy_one_dies():
+    with SandboxPool(1) as pool:
+        pool.run_script("pass")
+        (worker,) = pool._workers.values()
+        results: dict[str, object] = {}
+        busy = threading.Thread(target=lambda: results.update(a=pool.run_script("import time\ntime.sleep(30)")))
+        busy.start()
+        time.sleep(0.3)
+        waiting = threading.Thread(target=lambda: results.update(b=pool.run_script("print('b')")))
+        waiting.start()
+        time.sleep(0.3)
+        worker.proc.kill()  # the sandbox dies under the busy job
+        busy.join(30)
+        waiting.join(30)
+        assert results["a"].status is Status.SANDBOX_ERROR
+        assert results["b"].stdout == "b\n"

@@ -131,7 +131,7 @@ def run_job(job, spares, cfg, max_fd):
     for fd in pidfds:
         poller.register(fd, select.POLLIN)
     os.set_blocking(in_w, False)
-    pending = memoryview((stdin_data or "").encode("utf-8"))
+    pending = memoryview((stdin_data or "").encode("utf-8", "replace"))
     if pending:
         poller.register(in_w, select.POLLOUT)
     else:
