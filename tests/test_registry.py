@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -64,9 +65,13 @@ def parity_plugin(tmp_path_factory: pytest.TempPathFactory):
         # Build from a copy so that the build leaves no egg-info/build folders in the repo.
         src = tmp_path_factory.mktemp("plugin") / "plugin_pkg"
         shutil.copytree(PLUGIN_SRC, src)
+        # Offline: build with this venv's setuptools. (Python >= 3.12 venvs lack it unless
+        # installed; then pip's isolated build needs the package index.)
+        offline = importlib.util.find_spec("setuptools") is not None
+        flags = ["--no-build-isolation", "--no-index"] if offline else []
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-             "--disable-pip-version-check", "-q", str(src)],
+            [sys.executable, "-m", "pip", "install", "--no-deps", *flags, "--disable-pip-version-check",
+             "-q", str(src)],
             check=True,
         )
         importlib.invalidate_caches()
