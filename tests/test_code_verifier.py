@@ -55,6 +55,8 @@ CASES = [
     ("no tests", {"id": "x", "prompt": "p"}, py(GOOD_ADD), None, "cannot verify"),
     ("bad io", {"io": [{"input": 1, "output": "2"}]}, py(GOOD_ADD), None, "cannot verify: 'io' case 1"),
     ("bad tests type", {"tests": ["assert True"]}, py(GOOD_ADD), None, "cannot verify: 'tests' must be a string"),
+    ("bad entry point", {**ADD, "entry_point": 3}, py(GOOD_ADD), None, "cannot verify: 'entry_point' must be a string"),
+    ("completion not a string", ADD, None, False, "no code"),
     ("non-data test argument", {"tests": "assert apply(abs, -2) == 2\n"}, py("def apply(f, x):\n    return f(x)"), None,
      "cannot verify: tests pass a non-data argument"),
 ]

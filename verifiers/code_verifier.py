@@ -126,6 +126,9 @@ class CodeVerifier:
             return Verdict(None, "cannot verify: the problem has neither 'tests' nor 'io'")
         if tests is not None and not isinstance(tests, str):
             return Verdict(None, f"cannot verify: 'tests' must be a string, got {type(tests).__name__}")
+        entry = problem.get("entry_point") or None
+        if entry is not None and not isinstance(entry, str):
+            return Verdict(None, f"cannot verify: 'entry_point' must be a string, got {type(entry).__name__}")
         bad_io = _check_io(io_cases)
         if bad_io:
             return Verdict(None, f"cannot verify: {bad_io}")
@@ -135,7 +138,6 @@ class CodeVerifier:
         try:
             pool = get_pool(self.pool_size)
             if tests:
-                entry = problem.get("entry_point") or None
                 verdict = judge_verdict(pool.run_tests(code, tests, entry_point=entry, limits=self.limits), self.limits)
                 if not verdict.ok:
                     return verdict
@@ -150,6 +152,9 @@ class CodeVerifier:
         except SandboxUnavailable as exc:
             logger.error("code verifier cannot run the sandbox: %s", exc)
             return Verdict(None, f"cannot verify: sandbox unavailable: {exc}")
+        except Exception as exc:  # noqa: BLE001 - an internal failure is not the model's fault
+            logger.exception("code verifier failed on problem %r", problem.get("id"))
+            return Verdict(None, f"cannot verify: sandbox failure: {type(exc).__name__}: {_short(str(exc))}")
         return Verdict(True, "passed")
 
 
