@@ -145,3 +145,29 @@ def test_worker_start_up_is_not_charged_to_the_first_check():
         assert fresh.verify({"answer": "\\frac{\\sqrt{2}}{2}"}, "\\boxed{\\frac{1}{\\sqrt2}}").ok is True
     finally:
         fresh.close()
+
+
+def test_forked_child_gets_its_own_sympy_worker(verifier: MathVerifier):
+    import multiprocessing
+
+    verifier.verify({"answer": "2\\sqrt{2}"}, "\\boxed{\\sqrt{8}}")  # the parent's worker runs
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    # fork passes `verifier` itself (no pickling): the child inherits the worker's pipes
+    child = ctx.Process(target=_verify_sqrt, args=(verifier, send))
+    child.start()
+    assert receive.poll(30) and receive.recv() is True
+    child.join(10)
+    assert verifier.verify({"answer": "\\frac{\\sqrt{3}}{3}"}, "\\boxed{\\frac{1}{\\sqrt3}}").ok is True
+
+
+def _verify_sqrt(v: MathVerifier, send) -> None:
+    send.send(v.verify({"answer": "3\\sqrt{2}"}, "\\boxed{\\sqrt{18}}").ok)
+    v.close()
+
+
+def test_a_killed_sympy_worker_is_replaced(verifier: MathVerifier):
+    verifier.verify({"answer": "2\\sqrt{2}"}, "\\boxed{\\sqrt{8}}")
+    verifier._worker._proc.kill()  # e.g. the out-of-memory killer
+    verifier._worker._proc.wait()
+    assert verifier.verify({"answer": "3\\sqrt{2}"}, "\\boxed{\\sqrt{18}}").ok is True

@@ -37,9 +37,13 @@ class SympyWorker:
         self._proc: subprocess.Popen | None = None
         self._ready = False
         self._lock = threading.Lock()
+        self._owner = os.getpid()
 
     def start(self) -> None:
         """Start the child now (it imports sympy in the background)."""
+        if self._owner != os.getpid():
+            # Forked: the pipes belong to the parent's conversation; never share them.
+            self._proc, self._owner = None, os.getpid()
         if self._proc is None or self._proc.poll() is not None:
             root = str(Path(__file__).resolve().parent.parent)
             env = dict(os.environ)

@@ -278,7 +278,13 @@ class _Check:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise WorkerTimeout()
-        reply, startup_wait = self.v._sympy().call(request, remaining)
+        try:
+            reply, startup_wait = self.v._sympy().call(request, remaining)
+        except RuntimeError:  # the child died under us (killed, out of memory): one retry
+            try:
+                reply, startup_wait = self.v._sympy().call(request, remaining)
+            except RuntimeError as exc:
+                raise _Undecided(f"symbolic worker failed: {exc}") from exc
         self.deadline += startup_wait  # a fresh child's start-up is not this check's time
         if isinstance(reply, tuple):
             if reply[0] == "too_large":
