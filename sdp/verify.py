@@ -280,7 +280,8 @@ def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transformers import HfArgumentParser
+    """Command-line entry point; returns the exit status (2 for a malformed input file)."""
+    from transformers import HfArgumentParser  # heavy; only the CLI needs it
 
     parser = HfArgumentParser(VerifyConfig, prog="python -m sdp.verify", description=__doc__.split("\n", 1)[0])
     parser.add_argument("input", help="JSONL file of records with `completion`.")
