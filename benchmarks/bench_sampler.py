@@ -30,7 +30,10 @@ def load_prompts(count: int) -> list[dict]:
     if path.exists():
         rows = [json.loads(line) for line in path.open()][:count]
     else:
-        rows = [{"id": f"p{i}", "domain": "math", "prompt": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(count)]
+        rows = [
+            {"id": f"p{i}", "domain": "math", "prompt": f"What is {i} + {i}?", "answer": str(2 * i)}
+            for i in range(count)
+        ]
     return rows
 
 
@@ -47,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from sdp.sample import build_llm, problem_seed, render_prompt, sample_vllm
 
-    model = args.model or (str(REPO / "data" / "model") if (REPO / "data" / "model" / "config.json").exists() else None)
+    model = args.model or (
+        str(REPO / "data" / "model") if (REPO / "data" / "model" / "config.json").exists() else None
+    )
     tmp = None
     if model is None:
         sys.path.insert(0, str(REPO))
@@ -57,10 +62,20 @@ def main(argv: list[str] | None = None) -> None:
         model = str(build_tiny_model(Path(tmp.name)))
     problems = load_prompts(args.problems)
     # ignore_eos: both sides generate exactly max_tokens, so token counts cannot differ by chance.
-    sampling = {"n": args.n, "temperature": 1.0, "top_p": 1.0, "max_tokens": args.max_tokens, "ignore_eos": True}
+    sampling = {
+        "n": args.n,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "max_tokens": args.max_tokens,
+        "ignore_eos": True,
+    }
 
     start = time.perf_counter()
-    llm = build_llm(model, {"enforce_eager": True, "dtype": "float32", "max_num_seqs": 256, "enable_chunked_prefill": False}, seed=0)
+    llm = build_llm(
+        model,
+        {"enforce_eager": True, "dtype": "float32", "max_num_seqs": 256, "enable_chunked_prefill": False},
+        seed=0,
+    )
     engine_start = time.perf_counter() - start
     tokenizer = llm.get_tokenizer()
 
@@ -70,7 +85,11 @@ def main(argv: list[str] | None = None) -> None:
         t = time.perf_counter()
         outs = llm.generate(prompts, params, use_tqdm=False)
         elapsed = time.perf_counter() - t
-        return elapsed, sum(len(o.token_ids) for r in outs for o in r.outputs), [o.text for r in outs for o in sorted(r.outputs, key=lambda o: o.index)]
+        return (
+            elapsed,
+            sum(len(o.token_ids) for r in outs for o in r.outputs),
+            [o.text for r in outs for o in sorted(r.outputs, key=lambda o: o.index)],
+        )
 
     def ours() -> tuple[float, int, list[str]]:
         t = time.perf_counter()
@@ -94,9 +113,15 @@ def main(argv: list[str] | None = None) -> None:
     bare_tps = best["bare"][1] / best["bare"][0]
     sdp_tps = best["sdp"][1] / best["sdp"][0]
     overhead = 100 * (best["sdp"][0] / best["bare"][0] - 1)
-    print(f"model {model}: {len(problems)} prompts x n={args.n}, max_tokens={args.max_tokens}, best of {args.repeats}; engine start {engine_start:.1f} s")
-    print(f"bare vllm.LLM.generate : {bare_tps:9.0f} tokens/s ({best['bare'][1]} tokens in {best['bare'][0]:.3f} s)")
-    print(f"sdp.sample.sample_vllm : {sdp_tps:9.0f} tokens/s ({best['sdp'][1]} tokens in {best['sdp'][0]:.3f} s)")
+    print(
+        f"model {model}: {len(problems)} prompts x n={args.n}, max_tokens={args.max_tokens}, best of {args.repeats}; engine start {engine_start:.1f} s"
+    )
+    print(
+        f"bare vllm.LLM.generate : {bare_tps:9.0f} tokens/s ({best['bare'][1]} tokens in {best['bare'][0]:.3f} s)"
+    )
+    print(
+        f"sdp.sample.sample_vllm : {sdp_tps:9.0f} tokens/s ({best['sdp'][1]} tokens in {best['sdp'][0]:.3f} s)"
+    )
     print(f"sampler overhead       : {overhead:+.1f}% (goal <= 5%); identical completions: {same}")
     if tmp is not None:
         tmp.cleanup()

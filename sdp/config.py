@@ -68,8 +68,12 @@ class RoundConfig:
         default_factory=lambda: ["data/math_eval.jsonl", "data/code_eval.jsonl"],
         metadata={"help": "Held-out problem sources for evaluation (empty list: no evaluation)."},
     )
-    train_split: str = field(default="train", metadata={"help": "Split used for `datasets` training sources."})
-    eval_split: str = field(default="test", metadata={"help": "Split used for `datasets` evaluation sources."})
+    train_split: str = field(
+        default="train", metadata={"help": "Split used for `datasets` training sources."}
+    )
+    eval_split: str = field(
+        default="test", metadata={"help": "Split used for `datasets` evaluation sources."}
+    )
     max_train_problems: int | None = field(
         default=48,
         metadata={"help": "Use a seeded random subset of this many training problems per round (None: all)."},
@@ -87,10 +91,16 @@ class RoundConfig:
     seed: int = field(default=0, metadata={"help": "Seed of sampling, subsets and training."})
     backend: Literal["vllm", "hf"] = field(
         default="vllm",
-        metadata={"help": "Sampler: 'vllm' (offline vllm.LLM) or 'hf' (transformers generate, a slow fallback)."},
+        metadata={
+            "help": "Sampler: 'vllm' (offline vllm.LLM) or 'hf' (transformers generate, a slow fallback)."
+        },
     )
-    engine_args: dict | str | None = _dict("engine_args", enforce_eager=True, enable_chunked_prefill=False, max_num_seqs=128, dtype="float32")
-    vllm_env: dict | str | None = _dict("vllm_env", VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
+    engine_args: dict | str | None = _dict(
+        "engine_args", enforce_eager=True, enable_chunked_prefill=False, max_num_seqs=128, dtype="float32"
+    )
+    vllm_env: dict | str | None = _dict(
+        "vllm_env", VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0"
+    )
     sampling: dict | str | None = _dict("sampling", n=4, temperature=1.0, top_p=1.0, max_tokens=160)
     eval_sampling: dict | str | None = _dict("eval_sampling", n=4, temperature=1.0, top_p=1.0, max_tokens=160)
     eval_k: int | None = field(
@@ -106,9 +116,12 @@ class RoundConfig:
     )
     init_from: Literal["base", "previous"] = field(
         default="previous",
-        metadata={"help": "Start each round's training from the base model (STaR, ReST-EM) or the previous round."},
+        metadata={
+            "help": "Start each round's training from the base model (STaR, ReST-EM) or the previous round."
+        },
     )
-    sft: dict | str | None = _dict("sft", 
+    sft: dict | str | None = _dict(
+        "sft",
         num_train_epochs=2,
         per_device_train_batch_size=8,
         learning_rate=1e-3,
@@ -134,7 +147,9 @@ class RoundConfig:
         if self.kd is not None:
             unknown = set(self.kd) - {"alpha", "temperature", "teacher_model"}
             if unknown:
-                raise ValueError(f"kd: unknown keys {sorted(unknown)}; expected alpha, temperature, teacher_model")
+                raise ValueError(
+                    f"kd: unknown keys {sorted(unknown)}; expected alpha, temperature, teacher_model"
+                )
             if not (self.kd.get("teacher_model") or self.teacher_model):
                 raise ValueError("kd needs a teacher: set kd.teacher_model or teacher_model")
         n = int((self.eval_sampling or {}).get("n", 1))

@@ -48,7 +48,7 @@ def majority_correct(samples: Sequence[Mapping[str, Any]]) -> bool | None:
         return None
     best = max(counts.values())
     winner = next(a for a in answers if a is not None and counts[a] == best)
-    return any(s["verdict"]["ok"] is True for s, a in zip(samples, answers) if a == winner)
+    return any(s["verdict"]["ok"] is True for s, a in zip(samples, answers, strict=False) if a == winner)
 
 
 def eval_metrics(records: Iterable[Mapping[str, Any]], k: int | None = None) -> dict[str, dict[str, Any]]:
@@ -56,7 +56,9 @@ def eval_metrics(records: Iterable[Mapping[str, Any]], k: int | None = None) -> 
     by_problem: dict[str, list[Mapping]] = defaultdict(list)
     for record in records:
         by_problem[record["id"]].append(record)
-    per_domain: dict[str, dict[str, list]] = defaultdict(lambda: {"p1": [], "pk": [], "maj": [], "unverifiable": []})
+    per_domain: dict[str, dict[str, list]] = defaultdict(
+        lambda: {"p1": [], "pk": [], "maj": [], "unverifiable": []}
+    )
     for group in by_problem.values():
         group = sorted(group, key=lambda r: r.get("sample_index", 0))
         n = len(group)
@@ -87,13 +89,27 @@ def eval_metrics(records: Iterable[Mapping[str, Any]], k: int | None = None) -> 
 
 
 def sample_job(
-    model: str, problems_path: Path, output: Path, sampling: Mapping, engine_args: Mapping, seed: int,
-    seed_tag: str, backend: str, progress: bool,
+    model: str,
+    problems_path: Path,
+    output: Path,
+    sampling: Mapping,
+    engine_args: Mapping,
+    seed: int,
+    seed_tag: str,
+    backend: str,
+    progress: bool,
 ) -> dict[str, Any]:
     """The job file of one `python -m sdp.sample` run."""
     return {
-        "model": model, "problems": str(problems_path), "output": str(output), "sampling": dict(sampling),
-        "engine_args": dict(engine_args), "seed": seed, "seed_tag": seed_tag, "backend": backend, "progress": progress,
+        "model": model,
+        "problems": str(problems_path),
+        "output": str(output),
+        "sampling": dict(sampling),
+        "engine_args": dict(engine_args),
+        "seed": seed,
+        "seed_tag": seed_tag,
+        "backend": backend,
+        "progress": progress,
     }
 
 
@@ -108,11 +124,22 @@ def evaluate_model(
     atomic_write_jsonl(problems_path, problems)
     samples_path = out_dir / "eval_samples.jsonl"
     job = sample_job(
-        model, problems_path, samples_path, cfg.eval_sampling, cfg.engine_args or {}, cfg.seed, "eval", cfg.backend, cfg.progress
+        model,
+        problems_path,
+        samples_path,
+        cfg.eval_sampling,
+        cfg.engine_args or {},
+        cfg.seed,
+        "eval",
+        cfg.backend,
+        cfg.progress,
     )
     run_stage("sdp.sample", job, out_dir / "eval_sample.job.json", env=cfg.vllm_env)
     records = verify_records(
-        read_jsonl(samples_path), verifier=cfg.verifier, workers=cfg.verify_workers, timeout=cfg.verify_timeout,
+        read_jsonl(samples_path),
+        verifier=cfg.verifier,
+        workers=cfg.verify_workers,
+        timeout=cfg.verify_timeout,
         progress=cfg.progress,
     )
     atomic_write_jsonl(out_dir / "eval.jsonl", records)

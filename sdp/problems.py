@@ -47,7 +47,9 @@ def _read_jsonl(path: Path) -> Iterable[tuple[int, Any]]:
             try:
                 yield lineno, json.loads(text)
             except json.JSONDecodeError as exc:
-                raise ProblemError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+                raise ProblemError(
+                    f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+                ) from exc
 
 
 def _read_source(source: str, split: str) -> Iterable[tuple[int | None, Any]]:
@@ -146,7 +148,9 @@ def load_problems(sources: str | Iterable[str], split: str = "train") -> list[di
             where = _where(source, line)
             problem = validate_problem(record, where, known, cache)
             if problem["id"] in seen:
-                raise ProblemError(f"{where}: field 'id': duplicate id {problem['id']!r} (first at {seen[problem['id']]})")
+                raise ProblemError(
+                    f"{where}: field 'id': duplicate id {problem['id']!r} (first at {seen[problem['id']]})"
+                )
             seen[problem["id"]] = where
             problems.append(problem)
     if not problems:

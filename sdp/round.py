@@ -21,7 +21,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -96,7 +95,9 @@ def plan_rounds(run: RunDir, cfg: RoundConfig) -> list[int]:
     if cfg.round is not None:
         missing = [j for j in range(1, cfg.round) if j not in done]
         if missing:
-            raise SystemExit(f"cannot run round {cfg.round}: earlier round(s) {missing} are not complete in {run.root}")
+            raise SystemExit(
+                f"cannot run round {cfg.round}: earlier round(s) {missing} are not complete in {run.root}"
+            )
         return [cfg.round]
     first = max(done, default=0) + 1
     return list(range(first, cfg.rounds + 1))
@@ -107,7 +108,9 @@ def evaluate_stage(run: RunDir, cfg: RoundConfig, k: int, model: str, eval_set: 
         if not eval_set:
             return {"eval": {}}, "no held-out set"
         scores, records = evaluate_model(cfg, model, eval_set, run.round_dir(k))
-        return {"eval": scores, "eval_samples": len(records)}, f"{len(records)} samples: " + format_scores(scores)
+        return {"eval": scores, "eval_samples": len(records)}, f"{len(records)} samples: " + format_scores(
+            scores
+        )
 
     return run_stage_once(run, k, "evaluate", fn)
 
@@ -115,8 +118,13 @@ def evaluate_stage(run: RunDir, cfg: RoundConfig, k: int, model: str, eval_set: 
 def run_baseline(run: RunDir, cfg: RoundConfig, eval_set: list[dict]) -> None:
     info = evaluate_stage(run, cfg, 0, cfg.model, eval_set)
     if not run.done(0, "metrics"):
-        metrics = {"round": 0, "model": cfg.model, "eval": info["eval"], "timings": {"evaluate": info["seconds"]},
-                   "peak_rss_mb": info["peak_rss_mb"]}
+        metrics = {
+            "round": 0,
+            "model": cfg.model,
+            "eval": info["eval"],
+            "timings": {"evaluate": info["seconds"]},
+            "peak_rss_mb": info["peak_rss_mb"],
+        }
         atomic_write_json(run.round_dir(0) / "metrics.json", metrics)
         run.mark_done(0, "metrics", {"metrics": "round-0/metrics.json"})
 
@@ -129,22 +137,42 @@ def run_round(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict], eval
     def sample() -> tuple[dict, str]:
         problems = subset(train_all, cfg.max_train_problems, seed=cfg.seed * 1000 + k)
         atomic_write_jsonl(rdir / "problems.jsonl", problems)
-        job = sample_job(sampler, rdir / "problems.jsonl", rdir / "samples.jsonl", cfg.sampling or {},
-                         cfg.engine_args or {}, cfg.seed, f"train-{k}", cfg.backend, cfg.progress)
+        job = sample_job(
+            sampler,
+            rdir / "problems.jsonl",
+            rdir / "samples.jsonl",
+            cfg.sampling or {},
+            cfg.engine_args or {},
+            cfg.seed,
+            f"train-{k}",
+            cfg.backend,
+            cfg.progress,
+        )
         run_stage("sdp.sample", job, rdir / "sample.job.json", env=cfg.vllm_env)
         n = sum(1 for _ in (rdir / "samples.jsonl").open())
-        return {"problems": len(problems), "samples": n, "sampler_model": sampler}, \
-            f"{len(problems)} problems -> {n} samples ({sampler})"
+        return {
+            "problems": len(problems),
+            "samples": n,
+            "sampler_model": sampler,
+        }, f"{len(problems)} problems -> {n} samples ({sampler})"
 
     def verify() -> tuple[dict, str]:
         from sdp.verify import summarize, verify_records
 
-        records = verify_records(read_jsonl(rdir / "samples.jsonl"), verifier=cfg.verifier,
-                                 workers=cfg.verify_workers, timeout=cfg.verify_timeout, progress=cfg.progress)
+        records = verify_records(
+            read_jsonl(rdir / "samples.jsonl"),
+            verifier=cfg.verifier,
+            workers=cfg.verify_workers,
+            timeout=cfg.verify_timeout,
+            progress=cfg.progress,
+        )
         atomic_write_jsonl(rdir / "verdicts.jsonl", records)
         counts = summarize(records)
-        return dict(counts), f"{counts['total']} samples: {counts['ok']} ok, {counts['wrong']} wrong, " \
-            f"{counts['unverifiable']} unverifiable"
+        return (
+            dict(counts),
+            f"{counts['total']} samples: {counts['ok']} ok, {counts['wrong']} wrong, "
+            f"{counts['unverifiable']} unverifiable",
+        )
 
     def select_() -> tuple[dict, str]:
         from transformers import AutoTokenizer
@@ -157,26 +185,42 @@ def run_round(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict], eval
         atomic_write_json(rdir / "solve_rates.json", chosen.solve_rates)
         c = chosen.counts
         info = {**c, "train_pass_rate": round(chosen.train_pass_rate, 6)}
-        return info, f"kept {c['kept']} of {c['ok']} verified ({c['duplicates']} duplicates, {c['capped']} over cap, " \
-            f"{c['unverifiable']} unverifiable dropped); {c['problems_solved']}/{c['problems']} problems solved"
+        return (
+            info,
+            f"kept {c['kept']} of {c['ok']} verified ({c['duplicates']} duplicates, {c['capped']} over cap, "
+            f"{c['unverifiable']} unverifiable dropped); {c['problems_solved']}/{c['problems']} problems solved",
+        )
 
     def train() -> tuple[dict, str]:
         init = cfg.model if cfg.init_from == "base" else policy(run, cfg, k - 1)
         kept = sum(1 for _ in (rdir / "sft.jsonl").open())
         if kept == 0:
-            logger.warning("round %d: no verified traces to train on; the checkpoint is the initial model %s", k, init)
+            logger.warning(
+                "round %d: no verified traces to train on; the checkpoint is the initial model %s", k, init
+            )
             return {"checkpoint": _rel(run, init), "trained": False, "examples": 0}, "nothing to train on"
         kd = dict(cfg.kd) if cfg.kd else None
         if kd:
             kd.setdefault("teacher_model", cfg.teacher_model)
-        job = {"init_model": init, "sft_path": str(rdir / "sft.jsonl"), "output": str(rdir / "checkpoint"),
-               "work_dir": str(rdir / "trainer"), "stats": str(rdir / "train_stats.json"), "sft_args": cfg.sft,
-               "seed": cfg.seed + k, "lora": cfg.lora, "kd": kd, "progress": cfg.progress}
+        job = {
+            "init_model": init,
+            "sft_path": str(rdir / "sft.jsonl"),
+            "output": str(rdir / "checkpoint"),
+            "work_dir": str(rdir / "trainer"),
+            "stats": str(rdir / "train_stats.json"),
+            "sft_args": cfg.sft,
+            "seed": cfg.seed + k,
+            "lora": cfg.lora,
+            "kd": kd,
+            "progress": cfg.progress,
+        }
         run_stage("sdp.train", job, rdir / "train.job.json")
         stats = json.loads((rdir / "train_stats.json").read_text())
         shutil.rmtree(rdir / "trainer", ignore_errors=True)
-        return {"checkpoint": _rel(run, rdir / "checkpoint"), "trained": True, "init_model": init, **stats}, \
-            f"{stats['examples']} examples, {stats['steps']} steps, loss {stats['train_loss']:.4f} (from {init})"
+        return (
+            {"checkpoint": _rel(run, rdir / "checkpoint"), "trained": True, "init_model": init, **stats},
+            f"{stats['examples']} examples, {stats['steps']} steps, loss {stats['train_loss']:.4f} (from {init})",
+        )
 
     infos = {
         "sample": run_stage_once(run, k, "sample", sample),
@@ -215,8 +259,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(argv if argv is not None else sys.argv[1:])
     try:
         train_all = load_problems(cfg.train_problems, cfg.train_split)
-        eval_set = subset(load_problems(cfg.eval_problems, cfg.eval_split), cfg.max_eval_problems, cfg.seed) \
-            if cfg.eval_problems else []
+        eval_set = (
+            subset(load_problems(cfg.eval_problems, cfg.eval_split), cfg.max_eval_problems, cfg.seed)
+            if cfg.eval_problems
+            else []
+        )
     except ProblemError as exc:
         raise SystemExit(f"bad problem set: {exc}") from exc
     overlap = {p["id"] for p in train_all} & {p["id"] for p in eval_set}
@@ -225,14 +272,24 @@ def main(argv: list[str] | None = None) -> None:
     run = RunDir(Path(cfg.output_dir) / cfg.name)
     check_run_config(run, cfg)
     rounds = plan_rounds(run, cfg)
-    logger.info("run %s: %d training problems, %d held-out; rounds to run: %s", run.root, len(train_all),
-                len(eval_set), rounds or "none (all done)")
+    logger.info(
+        "run %s: %d training problems, %d held-out; rounds to run: %s",
+        run.root,
+        len(train_all),
+        len(eval_set),
+        rounds or "none (all done)",
+    )
     if eval_set:
         run_baseline(run, cfg, eval_set)
     for k in rounds:
         metrics = run_round(run, cfg, k, train_all, eval_set)
-        logger.info("round %d done: kept %d, train pass rate %.3f, held-out %s", k, metrics["kept"],
-                    metrics["train_pass_rate"], format_scores(metrics["eval"]) or "-")
+        logger.info(
+            "round %d done: kept %d, train pass rate %.3f, held-out %s",
+            k,
+            metrics["kept"],
+            metrics["train_pass_rate"],
+            format_scores(metrics["eval"]) or "-",
+        )
     table = write_summary(run.root)
     print(table)
 

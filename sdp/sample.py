@@ -81,7 +81,10 @@ def sample_vllm(
     tokenizer = llm.get_tokenizer()
     params = dict(sampling)
     base_seed = int(params.pop("seed", seed))
-    prompts = [TokensPrompt(prompt_token_ids=encode_prompt(tokenizer, render_prompt(tokenizer, p["prompt"]))) for p in problems]
+    prompts = [
+        TokensPrompt(prompt_token_ids=encode_prompt(tokenizer, render_prompt(tokenizer, p["prompt"])))
+        for p in problems
+    ]
     per_prompt = [SamplingParams(**params, seed=problem_seed(base_seed, seed_tag, p["id"])) for p in problems]
     outputs = llm.generate(prompts, per_prompt, use_tqdm=progress)
     records: list[dict] = []
@@ -142,7 +145,9 @@ def sample_hf(
         ids = encode_prompt(tokenizer, render_prompt(tokenizer, problem["prompt"]))
         torch.manual_seed(problem_seed(base_seed, seed_tag, problem["id"]))
         with torch.no_grad():
-            out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **gen_kwargs)
+            out = model.generate(
+                torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **gen_kwargs
+            )
         cands = []
         for row in out[:, len(ids) :].tolist():
             finish = "length"
@@ -168,16 +173,32 @@ def run_job(job: Mapping[str, Any]) -> int:
     if backend == "vllm":
         llm = build_llm(job["model"], job.get("engine_args") or {}, int(job["seed"]))
         records = sample_vllm(
-            llm, problems, job["sampling"], int(job["seed"]), seed_tag=job.get("seed_tag", ""), progress=job.get("progress", True)
+            llm,
+            problems,
+            job["sampling"],
+            int(job["seed"]),
+            seed_tag=job.get("seed_tag", ""),
+            progress=job.get("progress", True),
         )
     elif backend == "hf":
         records = sample_hf(
-            job["model"], problems, job["sampling"], int(job["seed"]), seed_tag=job.get("seed_tag", ""), progress=job.get("progress", True)
+            job["model"],
+            problems,
+            job["sampling"],
+            int(job["seed"]),
+            seed_tag=job.get("seed_tag", ""),
+            progress=job.get("progress", True),
         )
     else:
         raise ValueError(f"unknown sampling backend {backend!r} (expected 'vllm' or 'hf')")
     count = atomic_write_jsonl(job["output"], records)
-    logger.info("sampled %d completions for %d problems in %.1f s (%s)", count, len(problems), time.perf_counter() - start, backend)
+    logger.info(
+        "sampled %d completions for %d problems in %.1f s (%s)",
+        count,
+        len(problems),
+        time.perf_counter() - start,
+        backend,
+    )
     return count
 
 

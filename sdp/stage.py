@@ -44,7 +44,9 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run_stage(module: str, job: Mapping[str, Any], job_path: str | Path, env: Mapping[str, str] | None = None) -> None:
+def run_stage(
+    module: str, job: Mapping[str, Any], job_path: str | Path, env: Mapping[str, str] | None = None
+) -> None:
     """Write `job` to `job_path` and run `python -m <module> <job_path>`; raise `StageError` on failure."""
     atomic_write_json(job_path, dict(job))
     child_env = dict(os.environ)

@@ -58,9 +58,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     domains = sorted({d for m in rows for d in m.get("eval", {})}, key=lambda d: (d == "all", d))
     fig, ax = plt.subplots(figsize=(6, 4))
     for d in domains:
-        pts = [(m["round"], m["eval"][d]["pass@1"]) for m in rows if m.get("eval", {}).get(d, {}).get("pass@1") is not None]
+        pts = [
+            (m["round"], m["eval"][d]["pass@1"])
+            for m in rows
+            if m.get("eval", {}).get(d, {}).get("pass@1") is not None
+        ]
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=f"{d} pass@1", linestyle="--" if d == "all" else "-")
+            ax.plot(*zip(*pts, strict=False), marker="o", label=f"{d} pass@1", linestyle="--" if d == "all" else "-")
     ax.set_xlabel("round (0 = base model)")
     ax.set_ylabel("held-out pass@1")
     ax.set_ylim(0, 1)

@@ -31,7 +31,9 @@ from sdp.stage import die_with_parent, load_job
 logger = logging.getLogger(__name__)
 
 
-def tokenize_pairs(tokenizer: Any, pairs: list[dict], completion_only: bool = True) -> dict[str, list[list[int]]]:
+def tokenize_pairs(
+    tokenizer: Any, pairs: list[dict], completion_only: bool = True
+) -> dict[str, list[list[int]]]:
     """input_ids / labels columns for SFTTrainer (already processed, so TRL does not re-tokenize)."""
     input_ids, labels = [], []
     for pair in pairs:
@@ -74,7 +76,12 @@ def train(job: Mapping[str, Any]) -> dict[str, Any]:
     torch.manual_seed(int(sft_args["seed"]))
     model = AutoModelForCausalLM.from_pretrained(job["init_model"], dtype=torch.float32)
     args = SFTConfig(output_dir=str(work_dir), completion_only_loss=completion_only, **sft_args)
-    kwargs: dict[str, Any] = {"model": model, "args": args, "train_dataset": dataset, "processing_class": tokenizer}
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "args": args,
+        "train_dataset": dataset,
+        "processing_class": tokenizer,
+    }
     if job.get("lora"):
         from peft import LoraConfig
 
@@ -86,7 +93,9 @@ def train(job: Mapping[str, Any]) -> dict[str, Any]:
 
         trainer_cls = KDSFTTrainer
         kwargs.update(
-            teacher_model=kd["teacher_model"], alpha=float(kd.get("alpha", 0.5)), temperature=float(kd.get("temperature", 2.0))
+            teacher_model=kd["teacher_model"],
+            alpha=float(kd.get("alpha", 0.5)),
+            temperature=float(kd.get("temperature", 2.0)),
         )
     trainer = trainer_cls(**kwargs)
     resume = _last_trainer_checkpoint(work_dir)

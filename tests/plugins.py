@@ -25,4 +25,6 @@ class NeedleVerifier:
             return Verdict(ok=None, reason="problem has no needle")
         found = needle in completion
         # The answer is the completion's first character, so maj@k has votes to count.
-        return Verdict(ok=found, reason="needle found" if found else "needle missing", answer=completion[:1] or None)
+        return Verdict(
+            ok=found, reason="needle found" if found else "needle missing", answer=completion[:1] or None
+        )

@@ -12,14 +12,31 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_default_yaml_is_the_embedded_default():
-    assert parse_config(["--config", str(REPO / "configs" / "default.yaml")]) == parse_config([]) == RoundConfig()
+    assert (
+        parse_config(["--config", str(REPO / "configs" / "default.yaml")])
+        == parse_config([])
+        == RoundConfig()
+    )
 
 
 def test_cli_overrides_yaml_and_merges_dicts(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text('name: x\nsampling: {n: 8, temperature: 0.5, stop: ["\\n\\n"]}\nrounds: 2\n')
-    cfg = parse_config(["--config", str(cfg_file), "--sampling", "{temperature: 0.9}", "--rounds", "4",
-                        "--lora", "{r: 4}", "--train_problems", "a.jsonl", "b.jsonl"])
+    cfg = parse_config(
+        [
+            "--config",
+            str(cfg_file),
+            "--sampling",
+            "{temperature: 0.9}",
+            "--rounds",
+            "4",
+            "--lora",
+            "{r: 4}",
+            "--train_problems",
+            "a.jsonl",
+            "b.jsonl",
+        ]
+    )
     assert cfg.name == "x" and cfg.rounds == 4
     assert cfg.sampling == {"n": 8, "temperature": 0.9, "stop": ["\n\n"]}
     assert cfg.lora == {"r": 4}

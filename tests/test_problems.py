@@ -96,5 +96,14 @@ def test_round_cli_reports_bad_problem_file(tmp_path):
 
     bad = _write(tmp_path / "train.jsonl", [MATH, {**MATH, "id": "z", "domain": "chemistry"}])
     with pytest.raises(SystemExit, match=r"train\.jsonl:2.*unknown domain"):
-        main(["--train_problems", str(bad), "--eval_problems", str(bad), "--output_dir", str(tmp_path / "runs")])
+        main(
+            [
+                "--train_problems",
+                str(bad),
+                "--eval_problems",
+                str(bad),
+                "--output_dir",
+                str(tmp_path / "runs"),
+            ]
+        )
     assert not (tmp_path / "runs" / "default" / "manifest.json").exists()

@@ -23,7 +23,14 @@ from tests.conftest import round_args
 REPO = Path(__file__).resolve().parents[1]
 # Enough optimizer steps, saved every 3, that a kill lands inside training and resumes from a checkpoint.
 SFT = "{num_train_epochs: 10, per_device_train_batch_size: 4, max_length: 128, logging_steps: 5, save_strategy: steps, save_steps: 3}"
-STAGE_FILES = ["problems.jsonl", "samples.jsonl", "verdicts.jsonl", "sft.jsonl", "solve_rates.json", "eval.jsonl"]
+STAGE_FILES = [
+    "problems.jsonl",
+    "samples.jsonl",
+    "verdicts.jsonl",
+    "sft.jsonl",
+    "solve_rates.json",
+    "eval.jsonl",
+]
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -73,7 +80,13 @@ def test_round_writes_the_documented_run_directory(reference, tiny_model, proble
     r1 = reference / "round-1"
     for name in [*STAGE_FILES, "metrics.json", "checkpoint/config.json", "checkpoint/model.safetensors"]:
         assert (r1 / name).exists(), name
-    for name in ["config.yaml", "manifest.json", "round-0/metrics.json", "summary/table.md", "summary/accuracy.png"]:
+    for name in [
+        "config.yaml",
+        "manifest.json",
+        "round-0/metrics.json",
+        "summary/table.md",
+        "summary/accuracy.png",
+    ]:
         assert (reference / name).exists(), name
     assert not list(reference.rglob(".*tmp-*")), "temporary files left behind"
     m = _metrics(reference, 1)
@@ -155,7 +168,9 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
     ]
     interrupted = []
     for stage, running in kill_points:
-        proc = subprocess.Popen(_cmd(args), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _cmd(args), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         _wait(proc, running, f"stage {stage}")
         os.kill(proc.pid, signal.SIGKILL)  # the round only: its stage child must die with it
         proc.wait()
@@ -176,7 +191,16 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
         assert (got[key] == want[key]).all(), key
     m, ref = _metrics(run, 1), _metrics(reference, 1)
     # train_loss is TRL's running average over the steps the last process ran, so it is not compared.
-    for key in ("problems", "samples", "verified_ok", "wrong", "unverifiable", "kept", "train_pass_rate", "eval"):
+    for key in (
+        "problems",
+        "samples",
+        "verified_ok",
+        "wrong",
+        "unverifiable",
+        "kept",
+        "train_pass_rate",
+        "eval",
+    ):
         assert m[key] == ref[key], key
     assert not list(run.rglob(".*tmp-*"))
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from sdp.sample import PLAIN_PROMPT_TEMPLATE, encode_prompt, problem_seed, render_prompt, sample_hf, sample_vllm
+from sdp.sample import (
+    PLAIN_PROMPT_TEMPLATE,
+    encode_prompt,
+    problem_seed,
+    render_prompt,
+    sample_hf,
+    sample_vllm,
+)
 from tests.conftest import needle_problems
 
 SAMPLING = {"n": 3, "temperature": 1.0, "max_tokens": 12}
@@ -16,7 +23,10 @@ def test_prompt_rendering_plain_and_chat_template(tiny_model):
     assert render_prompt(tok, "Hi?") == PLAIN_PROMPT_TEMPLATE.format(prompt="Hi?") == "Hi?\n"
     tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
     assert render_prompt(tok, "Hi?") == "<user>Hi?<assistant>"
-    assert encode_prompt(tok, "<user>Hi?<assistant>") == tok("<user>Hi?<assistant>", add_special_tokens=False)["input_ids"]
+    assert (
+        encode_prompt(tok, "<user>Hi?<assistant>")
+        == tok("<user>Hi?<assistant>", add_special_tokens=False)["input_ids"]
+    )
 
 
 def test_problem_seeds_are_stable_and_distinct():
@@ -31,7 +41,7 @@ def test_vllm_sampling_records_are_seeded_and_batch_independent(vllm_engine):
     first = sample_vllm(vllm_engine, problems, SAMPLING, seed=3, seed_tag="t", progress=False)
     assert len(first) == 15
     assert [(r["id"], r["sample_index"]) for r in first] == [(p["id"], i) for p in problems for i in range(3)]
-    assert all(r["needle"] == p["needle"] for r, p in zip(first[::3], problems))
+    assert all(r["needle"] == p["needle"] for r, p in zip(first[::3], problems, strict=False))
     assert all(r["completion_tokens"] <= 12 and r["finish_reason"] in ("stop", "length") for r in first)
     # The same problem gets the same samples whatever else is in the batch, and in any order.
     again = sample_vllm(vllm_engine, problems[::-1][:3], SAMPLING, seed=3, seed_tag="t", progress=False)

@@ -11,12 +11,22 @@ from sdp.evaluate import eval_metrics, majority_correct, pass_at_k
 from sdp.selection import dedupe_key, select
 
 
-def rec(pid: str, completion: str, ok: bool | None, answer: str | None = None, i: int = 0, domain: str = "math") -> dict:
-    return {"id": pid, "domain": domain, "prompt": "p", "completion": completion, "sample_index": i,
-            "verdict": {"ok": ok, "reason": "", "answer": answer}}
+def rec(
+    pid: str, completion: str, ok: bool | None, answer: str | None = None, i: int = 0, domain: str = "math"
+) -> dict:
+    return {
+        "id": pid,
+        "domain": domain,
+        "prompt": "p",
+        "completion": completion,
+        "sample_index": i,
+        "verdict": {"ok": ok, "reason": "", "answer": answer},
+    }
 
 
-@pytest.mark.parametrize(("n", "c", "k"), [(4, 0, 1), (4, 1, 1), (4, 1, 4), (5, 2, 2), (10, 3, 4), (8, 8, 3), (6, 5, 2)])
+@pytest.mark.parametrize(
+    ("n", "c", "k"), [(4, 0, 1), (4, 1, 1), (4, 1, 4), (5, 2, 2), (10, 3, 4), (8, 8, 3), (6, 5, 2)]
+)
 def test_pass_at_k_matches_brute_force_over_subsets(n, c, k):
     outcomes = [1] * c + [0] * (n - c)
     subsets = list(itertools.combinations(range(n), k))
@@ -64,9 +74,14 @@ def test_eval_metrics_per_domain_and_unverifiable_problems():
 
 def test_select_keeps_verified_distinct_capped_and_records_solve_rates():
     records = [
-        rec("a", "x = 1", True), rec("a", "  x  =\n1 ", True), rec("a", "x = 2", True),
-        rec("a", "x = 3", True), rec("a", "bad", False), rec("a", "??", None),
-        rec("b", "no", False), rec("b", "nope", False),
+        rec("a", "x = 1", True),
+        rec("a", "  x  =\n1 ", True),
+        rec("a", "x = 2", True),
+        rec("a", "x = 3", True),
+        rec("a", "bad", False),
+        rec("a", "??", None),
+        rec("b", "no", False),
+        rec("b", "nope", False),
         rec("c", "y", True),
     ]
     chosen = select(records, max_per_problem=2)
