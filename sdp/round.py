@@ -90,6 +90,15 @@ def check_run_config(run: RunDir, cfg: RoundConfig) -> None:
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+def check_model_path(field_name: str, model: str | None) -> None:
+    """Fail early on a local model path that is not there (a hub id like `org/name` is left to vLLM)."""
+    if model is None or Path(model).exists():
+        return
+    parent = Path(model).parent
+    if model.startswith((".", "/")) or (str(parent) != "." and parent.exists()):
+        raise SystemExit(f"--{field_name} {model}: no such model directory")
+
+
 def plan_rounds(run: RunDir, cfg: RoundConfig) -> list[int]:
     done = run.completed_rounds()
     if cfg.round is not None:
@@ -269,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     overlap = {p["id"] for p in train_all} & {p["id"] for p in eval_set}
     if overlap:
         raise SystemExit(f"held-out problems also in the training set: {sorted(overlap)[:5]}")
+    for field_name in ("model", "teacher_model"):
+        check_model_path(field_name, getattr(cfg, field_name))
     run = RunDir(Path(cfg.output_dir) / cfg.name)
     check_run_config(run, cfg)
     rounds = plan_rounds(run, cfg)

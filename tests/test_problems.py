@@ -107,3 +107,15 @@ def test_round_cli_reports_bad_problem_file(tmp_path):
             ]
         )
     assert not (tmp_path / "runs" / "default" / "manifest.json").exists()
+
+
+def test_round_cli_reports_missing_model_directory(tmp_path):
+    from sdp.round import main
+
+    good = _write(tmp_path / "train.jsonl", [MATH])
+    held_out = _write(tmp_path / "eval.jsonl", [{**MATH, "id": "e"}])
+    missing = tmp_path / "no-model"
+    with pytest.raises(SystemExit, match="no-model: no such model directory"):
+        main(["--model", str(missing), "--train_problems", str(good), "--eval_problems", str(held_out)])
+    with pytest.raises(SystemExit, match="held-out problems also in the training set"):
+        main(["--train_problems", str(good), "--eval_problems", str(good)])
