@@ -84,20 +84,30 @@ def forward_tests(src, dst):
     (size,) = struct.unpack(">I", head)
     if size > MAX_FRAME:
         raise ValueError(f"tests frame of {size} bytes exceeds {MAX_FRAME}")
-    os.write(dst, head)
     view = memoryview(FORWARD_BUF)
     left = size
+    writable = _write_all(dst, head)
     try:
         while left:
             n = os.readv(src, [view[: min(left, len(FORWARD_BUF))]])
             if not n:
                 raise EOFError("host closed the channel mid-job")
             left -= n
-            chunk = view[:n]
-            while chunk:
-                chunk = chunk[os.write(dst, chunk) :]
+            # A judge that died still gets its whole frame read off the host's channel.
+            writable = writable and _write_all(dst, view[:n])
     finally:
         FORWARD_BUF[:] = bytes(len(FORWARD_BUF))
+
+
+def _write_all(fd, data):
+    """False if the reader is gone."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        return False
+    return True
 
 
 def run_job(job, spares, cfg, max_fd):
@@ -112,10 +122,10 @@ def run_job(job, spares, cfg, max_fd):
     res_r = spares.res_r if calls else None
     try:
         send_frame(spares.gjob_w, job)
-        if calls:
-            forward_tests(0, spares.tjob_w)
     except OSError:
-        pass  # a spare that died is reported like any candidate that died
+        pass  # a candidate process that died is reported like any that died
+    if calls:
+        forward_tests(0, spares.tjob_w)
     os.close(spares.gjob_w)
     os.close(spares.tjob_w)
     if not calls:
@@ -318,6 +328,7 @@ def cleanup(cfg, max_fd):
     pid = os.fork()
     if pid == 0:
         try:
+            os.closerange(0, max_fd)  # the host's channel stays with the worker
             if cfg["candidate_uid"] is not None:
                 os.setgroups([])
                 os.setresgid(cfg["candidate_uid"], cfg["candidate_uid"], cfg["candidate_uid"])
