@@ -287,3 +287,35 @@ def test_a_waiting_thread_gets_a_new_worker_when_the_busy_one_dies():
         waiting.join(30)
         assert results["a"].status is Status.SANDBOX_ERROR
         assert results["b"].stdout == "b\n"
+
+
+def test_objects_stay_in_the_candidate_and_are_used_through_handles(pool):
+    code = (
+        "class Solution:\n"
+        "    def __init__(self, k=1):\n"
+        "        self.k = k\n"
+        "    def twoSum(self, nums, target):\n"
+        "        seen = {}\n"
+        "        for i, n in enumerate(nums):\n"
+        "            if target - n in seen:\n"
+        "                return [seen[target - n], i]\n"
+        "            seen[n] = i\n"
+        "class Rigged:\n"
+        "    def __eq__(self, other):\n"
+        "        return True\n"
+        "def make():\n"
+        "    return Rigged()\n"
+    )
+    tests = (
+        "s = Solution(3)\n"
+        "assert s.twoSum([2, 7, 11], 9) == [0, 1]\n"
+        "assert s.k == 3 and not hasattr(s, 'missing')\n"
+        "assert (make() == 1) is False and (1 == make()) is False and make() != 1\n"
+        "try:\n"
+        "    bool(make())\n"
+        "    raise AssertionError('a candidate object has a truth value')\n"
+        "except TypeError:\n"
+        "    pass\n"
+    )
+    result = pool.run_tests(code, tests)
+    assert result.passed is True, result.judge

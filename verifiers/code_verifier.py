@@ -80,8 +80,6 @@ def verdict_for(result: ExecResult, limits: Limits) -> Verdict | None:
             return Verdict(None, f"cannot verify: {detail}")
         if kind == "wrong":
             return Verdict(False, f"wrong answer: {detail}")
-        if kind == "nondata":
-            return Verdict(False, f"wrong answer: {detail}")
         if kind == "died":
             tail = _last_line(result.stderr)
             return Verdict(False, f"runtime error: {detail}" + (f" ({tail})" if tail else ""))

@@ -137,20 +137,26 @@ def serve_calls(program):
             except (TypeError, ValueError):
                 pass
     send_frame(4, {"names": names})
+    handles = []  # objects that are not plain data stay here; the judge gets their index
     while True:
         req = recv_frame(3)
         if req is None:
             return 0
         try:
-            fn = glb[req["name"]]
-            args = decode_value(req["args"])
-            kwargs = decode_value(req["kwargs"])
-            result = fn(*args, **kwargs)
+            if "handle" in req:
+                target = handles[req["handle"]]
+                if "attr" in req:
+                    result = getattr(target, req["attr"])
+                else:
+                    result = target(*decode_value(req["args"]), **decode_value(req["kwargs"]))
+            else:
+                result = glb[req["name"]](*decode_value(req["args"]), **decode_value(req["kwargs"]))
         except BaseException as exc:  # noqa: BLE001 - includes SystemExit from sys.exit()
             send_frame(4, {"raised": _describe(exc)})
             continue
         try:
             reply = {"value": encode_value(result)}
-        except (TypeError, ValueError, RecursionError) as exc:
-            reply = {"nondata": str(exc)[:500]}
+        except (TypeError, ValueError, RecursionError):
+            handles.append(result)
+            reply = {"handle": len(handles) - 1, "type": type(result).__name__[:100]}
         send_frame(4, reply)

@@ -39,22 +39,58 @@ class Remote:
         self.calls = 0
 
     def call(self, name, args, kwargs):
-        try:
-            payload = {"name": name, "args": encode_value(list(args)), "kwargs": encode_value(dict(kwargs))}
-        except (TypeError, ValueError) as exc:
-            raise UnsupportedTest(f"tests pass a non-data argument to {name}(): {exc}") from None
+        return self.request({"name": name}, name, args, kwargs)
+
+    def request(self, target, label, args=(), kwargs=None, attr=None):
+        if attr is not None:
+            payload = {**target, "attr": attr}
+        else:
+            try:
+                payload = {**target, "args": encode_value(list(args)), "kwargs": encode_value(dict(kwargs or {}))}
+            except (TypeError, ValueError) as exc:
+                raise UnsupportedTest(f"tests pass a non-data argument to {label}(): {exc}") from None
         try:
             send_frame(3, payload)
             reply = recv_frame(4)
         except (OSError, ValueError) as exc:
             raise CandidateFailure("died", f"candidate process failed: {exc}") from None
         if reply is None:
-            raise CandidateFailure("died", f"candidate process exited during {name}()")
+            raise CandidateFailure("died", f"candidate process exited during {label}")
         self.calls += 1
-        return reply_value(reply, name)
+        return reply_value(reply, label, self)
 
 
-def reply_value(reply, name):
+class RemoteObject:
+    """A candidate object that is not plain data (a class instance, a bound method).
+
+    Tests may call it and read its attributes; each access is a call into G. It equals
+    nothing but itself and has no truth value, length or items, so it can never stand in
+    for an expected value.
+    """
+
+    __slots__ = ("_remote", "_handle", "_label")
+
+    def __init__(self, remote, handle, label):
+        object.__setattr__(self, "_remote", remote)
+        object.__setattr__(self, "_handle", handle)
+        object.__setattr__(self, "_label", label)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._remote.request({"handle": self._handle}, f"{self._label}.{name}", attr=name)
+
+    def __call__(self, *args, **kwargs):
+        return self._remote.request({"handle": self._handle}, f"{self._label}()", args, kwargs)
+
+    def __bool__(self):
+        raise TypeError(f"{self._label} is a candidate object, not a value")
+
+    def __repr__(self):
+        return f"<candidate object {self._label}>"
+
+
+def reply_value(reply, name, remote):
     if type(reply) is not dict:
         raise CandidateFailure("protocol", "malformed reply")
     if "value" in reply:
@@ -83,8 +119,8 @@ def reply_value(reply, name):
             exc = RuntimeError(f"{kind}: {message}")
         exc.sdp_remote = f"{kind}: {message}"
         raise exc
-    if "nondata" in reply:
-        raise CandidateFailure("nondata", f"{name}() returned an object that is not plain data ({reply['nondata']})")
+    if "handle" in reply and type(reply["handle"]) is int:
+        return RemoteObject(remote, reply["handle"], f"{name}: {str(reply.get('type'))[:100]}")
     raise CandidateFailure("protocol", "malformed reply")
 
 
