@@ -114,9 +114,12 @@ def sample_job(
 
 
 def evaluate_model(
-    cfg: Any, model: str, problems: Sequence[Mapping], out_dir: Path
+    cfg: Any, model: str, problems: Sequence[Mapping], out_dir: Path, also: Sequence[Mapping] = ()
 ) -> tuple[dict[str, dict[str, Any]], list[dict]]:
-    """Sample the held-out set with `model` (own process), verify, score; writes eval.jsonl in `out_dir`."""
+    """Sample the held-out set with `model` (own process), verify, score; writes eval.jsonl in `out_dir`.
+
+    `also`: further sampling tasks for the same engine (see `sdp.sample.job_tasks`).
+    """
     from sdp.rundir import atomic_write_jsonl
     from sdp.verify import verify_records
 
@@ -134,6 +137,7 @@ def evaluate_model(
         cfg.backend,
         cfg.progress,
     )
+    job["also"] = [dict(t) for t in also]
     run_stage("sdp.sample", job, out_dir / "eval_sample.job.json", env=cfg.vllm_env)
     records = verify_records(
         read_jsonl(samples_path),

@@ -35,6 +35,7 @@ from sdp.summary import write_summary
 logger = logging.getLogger("sdp.round")
 
 TRAIN_STAGES = ("sample", "verify", "select", "train", "evaluate")
+PREFETCH = "samples.prefetch.json"
 
 
 def peak_rss_mb() -> float:
@@ -112,20 +113,53 @@ def plan_rounds(run: RunDir, cfg: RoundConfig) -> list[int]:
     return list(range(first, cfg.rounds + 1))
 
 
-def evaluate_stage(run: RunDir, cfg: RoundConfig, k: int, model: str, eval_set: list[dict]) -> dict:
+def train_sampling_task(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict]) -> dict:
+    """Round k's candidate-sampling task for `sdp.sample` (writes the round's problems file)."""
+    rdir = run.round_dir(k)
+    problems = subset(train_all, cfg.max_train_problems, seed=cfg.seed * 1000 + k)
+    atomic_write_jsonl(rdir / "problems.jsonl", problems)
+    return {
+        "problems": str(rdir / "problems.jsonl"),
+        "output": str(rdir / "samples.jsonl"),
+        "sampling": cfg.sampling or {},
+        "seed_tag": f"train-{k}",
+    }
+
+
+def prefetch_spec(cfg: RoundConfig, model: str, task: dict) -> dict:
+    """Everything that determines a task's samples; a prefetched file is used only if this matches."""
+    spec = {"model": model, "engine_args": cfg.engine_args, "seed": cfg.seed, "backend": cfg.backend, **task}
+    return json.loads(json.dumps(spec))
+
+
+def evaluate_stage(
+    run: RunDir, cfg: RoundConfig, k: int, model: str, eval_set: list[dict], prefetch: dict | None = None
+) -> dict:
+    """Held-out evaluation of `model`; `prefetch` (the next round's sampling task) shares its engine."""
+
     def fn() -> tuple[dict, str]:
         if not eval_set:
             return {"eval": {}}, "no held-out set"
-        scores, records = evaluate_model(cfg, model, eval_set, run.round_dir(k))
-        return {"eval": scores, "eval_samples": len(records)}, f"{len(records)} samples: " + format_scores(
-            scores
+        scores, records = evaluate_model(
+            cfg, model, eval_set, run.round_dir(k), also=[prefetch] if prefetch else []
         )
+        note = ""
+        if prefetch:
+            # Written after the samples are in place: the next round's sample stage trusts only this.
+            atomic_write_json(
+                Path(prefetch["output"]).with_name(PREFETCH), prefetch_spec(cfg, model, prefetch)
+            )
+            note = f" (+ round {k + 1}'s candidates on the same engine)"
+        return {
+            "eval": scores,
+            "eval_samples": len(records),
+        }, f"{len(records)} samples{note}: " + format_scores(scores)
 
     return run_stage_once(run, k, "evaluate", fn)
 
 
-def run_baseline(run: RunDir, cfg: RoundConfig, eval_set: list[dict]) -> None:
-    info = evaluate_stage(run, cfg, 0, cfg.model, eval_set)
+def run_baseline(run: RunDir, cfg: RoundConfig, eval_set: list[dict], prefetch: dict | None) -> None:
+    info = evaluate_stage(run, cfg, 0, cfg.model, eval_set, prefetch)
     if not run.done(0, "metrics"):
         metrics = {
             "round": 0,
@@ -138,32 +172,57 @@ def run_baseline(run: RunDir, cfg: RoundConfig, eval_set: list[dict]) -> None:
         run.mark_done(0, "metrics", {"metrics": "round-0/metrics.json"})
 
 
-def run_round(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict], eval_set: list[dict]) -> dict:
+def next_round_task(
+    run: RunDir, cfg: RoundConfig, k: int, planned: list[int], train_all: list[dict]
+) -> dict | None:
+    """Round k+1's sampling task when round k's evaluation can draw it (same model, not yet sampled)."""
+    if (
+        cfg.teacher_model is not None
+        or k + 1 not in planned
+        or run.done(k + 1, "sample")
+        or run.done(k, "evaluate")
+    ):
+        return None
+    return train_sampling_task(run, cfg, k + 1, train_all)
+
+
+def run_round(
+    run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict], eval_set: list[dict], planned: list[int]
+) -> dict:
     run.clean_partial(k)
     rdir = run.round_dir(k)
     sampler = cfg.teacher_model or policy(run, cfg, k - 1)
 
     def sample() -> tuple[dict, str]:
-        problems = subset(train_all, cfg.max_train_problems, seed=cfg.seed * 1000 + k)
-        atomic_write_jsonl(rdir / "problems.jsonl", problems)
-        job = sample_job(
-            sampler,
-            rdir / "problems.jsonl",
-            rdir / "samples.jsonl",
-            cfg.sampling or {},
-            cfg.engine_args or {},
-            cfg.seed,
-            f"train-{k}",
-            cfg.backend,
-            cfg.progress,
+        task = train_sampling_task(run, cfg, k, train_all)
+        marker = rdir / PREFETCH
+        prefetched = (
+            marker.exists()
+            and (rdir / "samples.jsonl").exists()
+            and json.loads(marker.read_text()) == prefetch_spec(cfg, sampler, task)
         )
-        run_stage("sdp.sample", job, rdir / "sample.job.json", env=cfg.vllm_env)
+        if not prefetched:
+            job = sample_job(
+                sampler,
+                Path(task["problems"]),
+                Path(task["output"]),
+                task["sampling"],
+                cfg.engine_args or {},
+                cfg.seed,
+                task["seed_tag"],
+                cfg.backend,
+                cfg.progress,
+            )
+            run_stage("sdp.sample", job, rdir / "sample.job.json", env=cfg.vllm_env)
+        problems = sum(1 for _ in (rdir / "problems.jsonl").open())
         n = sum(1 for _ in (rdir / "samples.jsonl").open())
+        how = f"drawn with round {k - 1}'s evaluation" if prefetched else sampler
         return {
-            "problems": len(problems),
+            "problems": problems,
             "samples": n,
             "sampler_model": sampler,
-        }, f"{len(problems)} problems -> {n} samples ({sampler})"
+            "prefetched": prefetched,
+        }, f"{problems} problems -> {n} samples ({how})"
 
     def verify() -> tuple[dict, str]:
         from sdp.verify import summarize, verify_records
@@ -237,7 +296,8 @@ def run_round(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict], eval
         "select": run_stage_once(run, k, "select", select_),
         "train": run_stage_once(run, k, "train", train),
     }
-    infos["evaluate"] = evaluate_stage(run, cfg, k, policy(run, cfg, k), eval_set)
+    prefetch = next_round_task(run, cfg, k, planned, train_all)
+    infos["evaluate"] = evaluate_stage(run, cfg, k, policy(run, cfg, k), eval_set, prefetch)
     metrics = {
         "round": k,
         "model": _abs(run, infos["train"]["checkpoint"]),
@@ -291,9 +351,9 @@ def main(argv: list[str] | None = None) -> None:
         rounds or "none (all done)",
     )
     if eval_set:
-        run_baseline(run, cfg, eval_set)
+        run_baseline(run, cfg, eval_set, next_round_task(run, cfg, 0, rounds, train_all))
     for k in rounds:
-        metrics = run_round(run, cfg, k, train_all, eval_set)
+        metrics = run_round(run, cfg, k, train_all, eval_set, rounds)
         logger.info(
             "round %d done: kept %d, train pass rate %.3f, held-out %s",
             k,

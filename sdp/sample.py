@@ -162,51 +162,60 @@ def sample_hf(
     return records
 
 
+def job_tasks(job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A job's sampling tasks: its own (problems, output, sampling, seed_tag) plus any in `also`.
+
+    Several tasks share one engine start; the round uses this to draw the next round's
+    training candidates in the same process as the held-out evaluation of the same model.
+    """
+    keys = ("problems", "output", "sampling", "seed_tag")
+    return [
+        {k: job.get(k, "") for k in keys},
+        *[{k: t.get(k, "") for k in keys} for t in job.get("also", [])],
+    ]
+
+
 def run_job(job: Mapping[str, Any]) -> int:
-    """Sample the job's problems and write its output file; return the number of records."""
-    problems = read_jsonl(job["problems"])
+    """Sample every task of the job and write its output file; return the number of records."""
     backend = job.get("backend", "vllm")
     if backend == "vllm" and not is_vllm_available():
         logger.warning("vLLM is not installed: sampling with the slow 'hf' backend instead")
         backend = "hf"
-    start = time.perf_counter()
-    if backend == "vllm":
-        llm = build_llm(job["model"], job.get("engine_args") or {}, int(job["seed"]))
-        records = sample_vllm(
-            llm,
-            problems,
-            job["sampling"],
-            int(job["seed"]),
-            seed_tag=job.get("seed_tag", ""),
-            progress=job.get("progress", True),
-        )
-    elif backend == "hf":
-        records = sample_hf(
-            job["model"],
-            problems,
-            job["sampling"],
-            int(job["seed"]),
-            seed_tag=job.get("seed_tag", ""),
-            progress=job.get("progress", True),
-        )
-    else:
+    if backend not in ("vllm", "hf"):
         raise ValueError(f"unknown sampling backend {backend!r} (expected 'vllm' or 'hf')")
-    count = atomic_write_jsonl(job["output"], records)
-    logger.info(
-        "sampled %d completions for %d problems in %.1f s (%s)",
-        count,
-        len(problems),
-        time.perf_counter() - start,
-        backend,
-    )
-    return count
+    seed, progress = int(job["seed"]), job.get("progress", True)
+    llm = build_llm(job["model"], job.get("engine_args") or {}, seed) if backend == "vllm" else None
+    total = 0
+    for task in job_tasks(job):
+        start = time.perf_counter()
+        problems = read_jsonl(task["problems"])
+        if llm is not None:
+            records = sample_vllm(
+                llm, problems, task["sampling"], seed, seed_tag=task["seed_tag"], progress=progress
+            )
+        else:
+            records = sample_hf(
+                job["model"], problems, task["sampling"], seed, seed_tag=task["seed_tag"], progress=progress
+            )
+        count = atomic_write_jsonl(task["output"], records)
+        total += count
+        logger.info(
+            "sampled %d completions for %d problems in %.1f s (%s) -> %s",
+            count,
+            len(problems),
+            time.perf_counter() - start,
+            backend,
+            task["output"],
+        )
+    return total
 
 
 def main(argv: list[str] | None = None) -> None:
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     job = load_job(argv)
-    Path(job["output"]).parent.mkdir(parents=True, exist_ok=True)
+    for task in job_tasks(job):
+        Path(task["output"]).parent.mkdir(parents=True, exist_ok=True)
     run_job(job)
     # The output is fsynced and renamed; vLLM's interpreter-exit shutdown would add seconds.
     logging.shutdown()

@@ -90,6 +90,8 @@ def test_round_writes_the_documented_run_directory(reference, tiny_model, proble
         assert (reference / name).exists(), name
     assert not list(reference.rglob(".*tmp-*")), "temporary files left behind"
     m = _metrics(reference, 1)
+    manifest = json.loads((reference / "manifest.json").read_text())
+    assert manifest["round-1/sample"]["prefetched"] is True  # drawn by the baseline evaluation's engine
     verdicts = [json.loads(line) for line in (r1 / "verdicts.jsonl").open()]
     sft = [json.loads(line) for line in (r1 / "sft.jsonl").open()]
     assert m["round"] == 1 and m["problems"] == 14 and m["samples"] == 14 * 4 == len(verdicts)
@@ -126,6 +128,7 @@ def test_rerun_is_a_no_op_and_next_round_continues_from_the_checkpoint(reference
     assert proc.returncode != 0 and "cannot run round 3: earlier round(s) [2]" in proc.stderr
     run_round([*args, "--rounds", "2"])
     m2 = _metrics(copy, 2)
+    assert json.loads((copy / "manifest.json").read_text())["round-2/sample"]["prefetched"] is False
     assert m2["sampler_model"] == str(copy / "round-1" / "checkpoint")
     assert m2["model"] == str(copy / "round-2" / "checkpoint")
     assert "| 2 |" in (copy / "summary" / "table.md").read_text()
@@ -159,12 +162,16 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
         return json.loads(path.read_text()) if path.exists() else {}
 
     # (stage that must be interrupted, condition that means it is running)
+    r0 = run / "round-0"
+    # (stage that must be interrupted, condition that means it is running). Round 1's candidates are
+    # drawn by the baseline evaluation's sampler (same model, one engine start), so killing that
+    # sampler is the kill inside sampling.
     kill_points = [
-        ("sample", lambda: (r1 / "sample.job.json").exists()),
-        ("verify", lambda: "round-1/sample" in manifest()),
-        ("select", lambda: "round-1/verify" in manifest()),
-        ("train", lambda: (r1 / "trainer" / "checkpoint-3").exists()),
-        ("evaluate", lambda: (r1 / "eval_sample.job.json").exists()),
+        ("round-0/evaluate", lambda: (r0 / "eval_sample.job.json").exists()),
+        ("round-1/verify", lambda: "round-1/sample" in manifest()),
+        ("round-1/select", lambda: "round-1/verify" in manifest()),
+        ("round-1/train", lambda: (r1 / "trainer" / "checkpoint-3").exists()),
+        ("round-1/evaluate", lambda: (r1 / "eval_sample.job.json").exists()),
     ]
     interrupted = []
     for stage, running in kill_points:
@@ -175,11 +182,13 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
         os.kill(proc.pid, signal.SIGKILL)  # the round only: its stage child must die with it
         proc.wait()
         time.sleep(0.5)
-        if f"round-1/{stage}" not in manifest():
+        if stage not in manifest():
             interrupted.append(stage)
+        if stage == "round-0/evaluate":
+            assert not (r1 / "samples.prefetch.json").exists()
     # Sampling, training and evaluation run for seconds in a child, so the kill always lands inside them;
     # verify and select may already have finished when the kill arrives.
-    assert {"sample", "train", "evaluate"} <= set(interrupted)
+    assert {"round-0/evaluate", "round-1/train", "round-1/evaluate"} <= set(interrupted)
     run_round(args)
     info = manifest()["round-1/train"]
     assert info["resumed_from"] and "checkpoint-" in info["resumed_from"]

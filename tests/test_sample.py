@@ -59,3 +59,39 @@ def test_hf_backend_is_seeded_and_honours_stop_strings(tiny_model):
     b = sample_hf(str(tiny_model), problems, {**SAMPLING, "stop": ["e"]}, seed=1, progress=False)
     assert [r["completion"] for r in a] == [r["completion"] for r in b]
     assert len(a) == 6 and all("e" not in r["completion"] for r in a)
+
+
+@pytest.mark.slow
+def test_a_task_drawn_beside_another_on_one_engine_equals_a_task_drawn_alone(tiny_model, tmp_path):
+    """What the round relies on when the evaluation's sampler also draws the next round's candidates."""
+    from sdp.rundir import read_jsonl
+    from sdp.stage import run_stage
+    from tests.conftest import TINY_ENGINE_ARGS, write_jsonl
+
+    write_jsonl(tmp_path / "eval.jsonl", needle_problems("e", 3, "xyz"))
+    write_jsonl(tmp_path / "train.jsonl", needle_problems("t", 4))
+    train = {"problems": str(tmp_path / "train.jsonl"), "sampling": SAMPLING, "seed_tag": "train-1"}
+    common = {
+        "model": str(tiny_model),
+        "engine_args": TINY_ENGINE_ARGS,
+        "seed": 0,
+        "backend": "vllm",
+        "progress": False,
+    }
+    shared = {
+        **common,
+        "problems": str(tmp_path / "eval.jsonl"),
+        "output": str(tmp_path / "eval_out.jsonl"),
+        "sampling": {**SAMPLING, "n": 2},
+        "seed_tag": "eval",
+        "also": [{**train, "output": str(tmp_path / "with_eval.jsonl")}],
+    }
+    run_stage("sdp.sample", shared, tmp_path / "shared.job.json")
+    run_stage(
+        "sdp.sample",
+        {**common, **train, "output": str(tmp_path / "alone.jsonl")},
+        tmp_path / "alone.job.json",
+    )
+    alone = read_jsonl(tmp_path / "alone.jsonl")
+    assert len(alone) == 12 and read_jsonl(tmp_path / "with_eval.jsonl") == alone
+    assert len(read_jsonl(tmp_path / "eval_out.jsonl")) == 6
