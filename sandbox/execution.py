@@ -80,7 +80,9 @@ class Limits:
 
     wall_s: float = field(default=5.0, metadata={"help": "Wall-clock limit; the whole process tree is killed."})
     cpu_s: float | None = field(default=None, metadata={"help": "CPU-time limit (RLIMIT_CPU); default: wall_s."})
-    memory_mb: int = field(default=1024, metadata={"help": "Address space per process (RLIMIT_AS) and resident memory of the whole sandbox."})
+    memory_mb: int = field(
+        default=1024, metadata={"help": "Address space per process (RLIMIT_AS) and resident memory of the sandbox."}
+    )
     file_size_mb: int = field(default=16, metadata={"help": "Largest file a program may write (RLIMIT_FSIZE)."})
     processes: int = field(default=64, metadata={"help": "Processes and threads of the sandbox uid (RLIMIT_NPROC)."})
     open_files: int = field(default=64, metadata={"help": "Open file descriptors (RLIMIT_NOFILE)."})

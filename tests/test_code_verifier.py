@@ -18,7 +18,7 @@ def py(code: str) -> str:
 
 
 ADD = {"id": "add", "domain": "code", "prompt": "Write add(a, b).", "entry_point": "add",
-       "tests": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n"}  # fmt: skip
+       "tests": "def check(c):\n    assert c(1, 2) == 3\n    assert c(-1, 1) == 0\n"}  # fmt: skip
 PLAIN = {"id": "plain", "domain": "code", "prompt": "Write add(a, b).", "tests": "assert add(2, 2) == 4\n"}
 ECHO = {"id": "echo", "domain": "code", "prompt": "Double the number.",
         "io": [{"input": "3\n", "output": "6\n"}, {"input": "10", "output": "20"}]}  # fmt: skip
@@ -33,8 +33,10 @@ CASES = [
     ("wrong", ADD, py("def add(a, b):\n    return a - b"), False, "wrong answer: tests line 2"),
     ("syntax", ADD, py("def add(a, b)\n    return a + b"), False, "syntax error: SyntaxError"),
     ("runtime", ADD, py("def add(a, b):\n    return a / 0"), False, "runtime error: ZeroDivisionError"),
-    ("import-time error", ADD, py("import nonexistent_module_xyz\n" + GOOD_ADD), False, "runtime error: ModuleNotFoundError"),
-    ("missing entry point", ADD, py("def plus(a, b):\n    return a + b"), False, "runtime error: the program does not define add()"),
+    ("import-time error", ADD, py("import nonexistent_module_xyz\n" + GOOD_ADD), False,
+     "runtime error: ModuleNotFoundError"),
+    ("missing entry point", ADD, py("def plus(a, b):\n    return a + b"), False,
+     "runtime error: the program does not define add()"),
     ("timeout", ADD, py("def add(a, b):\n    while True:\n        pass"), False, "timeout"),
     ("memory", ADD, py("def add(a, b):\n    return len(bytearray(1 << 40))"), False, "memory limit"),
     ("output", ADD, py("def add(a, b):\n    print('x' * (2 << 20))\n    return a + b"), False, "output limit"),
@@ -64,11 +66,13 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def verifier() -> CodeVerifier:
-    return CodeVerifier(timeout=1.5)
+    return CodeVerifier(timeout=5.0)  # generous, so that a loaded machine cannot fail a pass
 
 
 @pytest.mark.parametrize(("name", "problem", "completion", "ok", "reason"), CASES, ids=[c[0] for c in CASES])
 def test_verdicts(verifier, name, problem, completion, ok, reason):
+    if reason.startswith("timeout"):
+        verifier = CodeVerifier(timeout=1.0)
     verdict = verifier.verify(problem, completion)
     assert isinstance(verdict, Verdict)
     assert verdict.ok is ok, verdict

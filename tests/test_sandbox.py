@@ -113,14 +113,16 @@ def test_filesystem_view(pool):
 
 
 def test_tmp_is_emptied_between_programs(pool):
-    assert pool.run_script("import os\nos.makedirs('/tmp/a/b')\nopen('/tmp/a/b/f', 'w').write('1')\nos.chmod('/tmp/a', 0)").ok
+    litter = "import os\nos.makedirs('/tmp/a/b')\nopen('/tmp/a/b/f', 'w').write('1')\nos.chmod('/tmp/a', 0)"
+    assert pool.run_script(litter).ok
     for _ in range(2):  # either worker
         assert pool.run_script("import os\nprint(os.listdir('/tmp'))").stdout == "[]\n"
 
 
 def test_tests_job_passes_only_through_the_judge(pool):
     code = "def add(a, b):\n    return a + b\n"
-    passed = pool.run_tests(code, "def check(f):\n    assert f(2, 3) == 5\n    assert f('a', 'b') == 'ab'\n", entry_point="add")
+    check = "def check(f):\n    assert f(2, 3) == 5\n    assert f('a', 'b') == 'ab'\n"
+    passed = pool.run_tests(code, check, entry_point="add")
     assert passed.ok and passed.passed is True and passed.judge["kind"] == "passed"
     plain = pool.run_tests(code, "assert add(1, 1) == 2\nassert add((1,), (2,)) == (1, 2)\n")
     assert plain.passed is True
@@ -136,14 +138,20 @@ def test_tests_job_passes_only_through_the_judge(pool):
 )
 def test_values_cross_to_the_judge_exactly(pool, value):
     code = f"import collections\ndef f():\n    return {value}\n"
-    tests = f"import collections\nv = f()\nexpected = {value}\nassert v == expected and type(v) is type(expected) or isinstance(expected, dict)\n"
+    tests = (
+        f"import collections\nv = f()\nexpected = {value}\n"
+        "assert v == expected and type(v) is type(expected) or isinstance(expected, dict)\n"
+    )
     result = pool.run_tests(code, tests)
     assert result.passed is True, result.judge
 
 
 def test_candidate_exceptions_reach_the_tests(pool):
     code = "def f(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x\n"
-    tests = "try:\n    f(-1)\n    raise AssertionError('no error')\nexcept ValueError as e:\n    assert 'negative' in str(e)\nassert f(2) == 2\n"
+    tests = (
+        "try:\n    f(-1)\n    raise AssertionError('no error')\n"
+        "except ValueError as e:\n    assert 'negative' in str(e)\nassert f(2) == 2\n"
+    )
     assert pool.run_tests(code, tests).passed is True
 
 
@@ -238,7 +246,8 @@ def test_a_stop_iteration_from_the_candidate_cannot_end_a_test_loop(pool):
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, 0, -(2**90), pytest.param(2**40000, id="huge-int"), 0.1, float("nan"), "", "\udcff", b"", (), [()], {"a": {1: (2,)}}, {frozenset()},
+    [None, True, 0, -(2**90), pytest.param(2**40000, id="huge-int"), 0.1, float("nan"), "", "\udcff", b"", (), [()],
+     {"a": {1: (2,)}}, {frozenset()},
      frozenset({(1, "a")}), -0j],
 )
 def test_value_codec_round_trips_exact_types(value):
