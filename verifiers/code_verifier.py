@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 from typing import Any, Mapping
 
 from sandbox import ExecResult, Limits, SandboxUnavailable, Status, get_pool
@@ -68,7 +69,10 @@ def verdict_for(result: ExecResult, limits: Limits) -> Verdict | None:
     if status is Status.SYNTAX_ERROR:
         return Verdict(False, f"syntax error: {_last_line(result.syntax_error or '')}")
     if status is Status.TIMEOUT:
-        return Verdict(False, f"timeout: exceeded {limits.wall_s:g}s")
+        cpu_limit = limits.cpu_s if limits.cpu_s is not None else limits.wall_s
+        if result.signal == signal.SIGXCPU or result.cpu_s >= cpu_limit:
+            return Verdict(False, f"timeout: more than {cpu_limit:g}s of CPU time")
+        return Verdict(False, f"timeout: more than {limits.wall_s:g}s of wall-clock time")
     if status is Status.MEMORY:
         return Verdict(False, f"memory limit: exceeded {limits.memory_mb} MiB")
     if status is Status.OUTPUT_LIMIT:
@@ -104,7 +108,9 @@ class CodeVerifier:
     """Runs the completion's program in the sandbox against ``tests`` and/or ``io``.
 
     Args:
-        timeout: wall-clock seconds per program run (each ``io`` case is one run).
+        timeout: CPU seconds per program run (each ``io`` case is one run); the wall clock
+            allows ``3 * timeout + 1`` s, for programs that wait and for a loaded machine,
+            so that load alone does not fail a correct program.
         memory_mb: address-space limit of the program.
         max_output_bytes: captured stdout+stderr per run; more is a failure.
         pool_size: sandboxes in this process's shared pool (first use only; default: CPUs).
@@ -114,7 +120,8 @@ class CodeVerifier:
 
     def __init__(self, *, timeout: float = 5.0, memory_mb: int = 1024, max_output_bytes: int = 1 << 20,
                  pool_size: int | None = None) -> None:  # fmt: skip
-        self.limits = Limits(wall_s=float(timeout), memory_mb=int(memory_mb), output_bytes=int(max_output_bytes))
+        self.limits = Limits(wall_s=3 * float(timeout) + 1, cpu_s=float(timeout), memory_mb=int(memory_mb),
+                             output_bytes=int(max_output_bytes))  # fmt: skip
         self.pool_size = pool_size
 
     def verify(self, problem: Mapping[str, Any], completion: str) -> Verdict:
