@@ -504,6 +504,22 @@ def test_attack_is_rejected_and_host_untouched(name, pool, server):
     assert ok_verdict.ok is True, (ok_verdict, ok)
 
 
+def test_kernel_keyrings_do_not_carry_over_to_the_next_program():
+    """The user keyring outlives the program's processes: it must not reach the next one."""
+    keyctl = (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
+        "NR = {'x86_64': (248, 249, 250), 'aarch64': (217, 218, 219)}[__import__('os').uname().machine]\n"
+    )
+    store = keyctl + f"print(libc.syscall(NR[0], b'user', b'sdp-note', b'{NONCE}', {len(NONCE)}, ctypes.c_long(-4)) > 0)"
+    fetch = keyctl + (
+        "kid = libc.syscall(NR[1], b'user', b'sdp-note', None, 0)\nbuf = ctypes.create_string_buffer(64)\n"
+        "n = libc.syscall(NR[2], 11, ctypes.c_long(kid), buf, 64) if kid > 0 else 0\nprint(kid > 0, buf.raw[:max(n, 0)])"
+    )
+    with SandboxPool(1) as pool:
+        assert pool.run_script(store).stdout == "True\n"  # the channel exists...
+        assert pool.run_script(fetch).stdout == "False b''\n"  # ...and is cut between programs
+
+
 def test_there_are_enough_attacks():
     assert len(ATTACKS) >= 25
     assert sum(destructive for *_, destructive in ATTACKS.values()) >= 5

@@ -7,6 +7,7 @@ PID 1 is killed, /tmp and System V IPC objects are cleared, and a fresh G/T pair
 before the result goes back to the host.
 """
 
+import ctypes
 import json
 import math
 import os
@@ -23,6 +24,8 @@ from sandbox.inside.judge import judge_main
 MEMORY_CHECK_S = 0.05
 PAGE = os.sysconf("SC_PAGE_SIZE")
 FORWARD_BUF = bytearray(1 << 16)
+KEYCTL_SYSCALL = {"x86_64": 250, "aarch64": 219}
+KEYS_BASELINE = None  # the candidate uid's key usage right after the last clean-up
 
 
 class Job:
@@ -322,8 +325,12 @@ def summarize(job, state, statuses, gpid, status_msg, result_msg, duration):
 
 
 def cleanup(cfg, max_fd):
-    """Empty /tmp and drop System V IPC objects, with the candidate's own uid."""
-    if not os.listdir(WORK_DIR) and not any(_sysv_rows(t) for t in ("shm", "sem", "msg")):
+    """Empty /tmp, drop System V IPC objects and clear the kernel keyrings of the candidate's
+    uid (which outlive its processes: a channel to the next program), with that uid."""
+    global KEYS_BASELINE
+    uid = cfg["candidate_uid"] if cfg["candidate_uid"] is not None else os.getuid()
+    keys_dirty = _key_usage(uid) != KEYS_BASELINE
+    if not keys_dirty and not os.listdir(WORK_DIR) and not any(_sysv_rows(t) for t in ("shm", "sem", "msg")):
         return
     pid = os.fork()
     if pid == 0:
@@ -346,9 +353,40 @@ def cleanup(cfg, max_fd):
                     except OSError:
                         pass
             remove_sysv_ipc()
+            if keys_dirty:
+                clear_keyrings()
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
+    KEYS_BASELINE = _key_usage(uid)
+
+
+def _key_usage(uid):
+    """This uid's line of /proc/key-users (key and byte counts), or None."""
+    try:
+        with open("/proc/key-users") as fh:
+            for line in fh:
+                head, _, rest = line.partition(":")
+                if head.strip() == str(uid):
+                    return rest.split(None, 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    return None
+
+
+def clear_keyrings():
+    """Unlink every key from the user, user-session and persistent keyrings of our uid."""
+    sys_keyctl = KEYCTL_SYSCALL.get(os.uname().machine)
+    if sys_keyctl is None:
+        return
+    keyctl = LIBC.syscall
+    keyctl.restype = ctypes.c_long
+    clear, get_persistent = 7, 22  # KEYCTL_CLEAR, KEYCTL_GET_PERSISTENT
+    for ring in (-4, -5):  # KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING
+        keyctl(sys_keyctl, clear, ctypes.c_long(ring))
+    persistent = keyctl(sys_keyctl, get_persistent, ctypes.c_long(-1), ctypes.c_long(-1))
+    if persistent > 0:
+        keyctl(sys_keyctl, clear, ctypes.c_long(persistent))
 
 
 def _make_removable(top):
