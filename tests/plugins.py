@@ -28,3 +28,12 @@ class NeedleVerifier:
         return Verdict(
             ok=found, reason="needle found" if found else "needle missing", answer=completion[:1] or None
         )
+
+
+class RejectVerifier:
+    """Every completion is wrong: a round with nothing to train on."""
+
+    name = "reject"
+
+    def verify(self, problem: Mapping[str, Any], completion: str) -> Verdict:
+        return Verdict(ok=False, reason="rejected")

@@ -221,3 +221,12 @@ def test_hf_backend_round(args_for):
     assert m["samples"] == 56 and m["kept"] > 0
     assert (run / "round-1" / "checkpoint" / "model.safetensors").exists()
     assert "(hf)" in proc.stderr
+
+
+def test_round_without_verified_traces_keeps_the_previous_model(args_for, tiny_model):
+    args, run = args_for("nothing-kept", "--verifier", "tests.plugins:RejectVerifier")
+    run_round(args)
+    m = _metrics(run, 1)
+    assert m["verified_ok"] == 0 and m["kept"] == 0 and m["train_loss"] is None
+    assert m["model"] == str(tiny_model) and not (run / "round-1" / "checkpoint").exists()
+    assert m["eval"]["all"]["pass@1"] == 0.0
