@@ -190,7 +190,8 @@ def bwrap_command(*, tmp_size_mb: int) -> tuple[list[str], dict[str, Any]]:
         base = _UID_BASE + ((os.getpid() << 10) + 2 * (next(_worker_numbers) % 512)) % (_UID_BASE - 2)
         cfg = {"candidate_uid": base, "judge_uid": base + 1}
         ns = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-        caps = ["--cap-drop", "ALL"] + [a for c in ("CAP_SETUID", "CAP_SETGID", "CAP_KILL") for a in ("--cap-add", c)]
+        keep = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHECKPOINT_RESTORE")  # the last: ns_last_pid
+        caps = ["--cap-drop", "ALL"] + [a for c in keep for a in ("--cap-add", c)]
     else:
         cfg = {"candidate_uid": None, "judge_uid": None}
         ns, caps = ["--unshare-all"], []

@@ -520,6 +520,18 @@ def test_kernel_keyrings_do_not_carry_over_to_the_next_program():
         assert pool.run_script(fetch).stdout == "False b''\n"  # ...and is cut between programs
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="PID scrambling needs the root-host (privileged bwrap) mode")
+def test_the_pid_counter_does_not_carry_over_to_the_next_program():
+    """An earlier program's fork count must not be readable from the next program's PID."""
+    signal_forks = "import os\nprint(os.getpid())\nfor _ in range(30):\n    pid = os.fork()\n    if pid == 0:\n" \
+                   "        os._exit(0)\n    os.waitpid(pid, 0)\n"  # fmt: skip
+    with SandboxPool(1) as pool:
+        pool.run_script("pass")  # past the first program, whose PIDs are not scrambled
+        first = int(pool.run_script(signal_forks).stdout)
+        second = int(pool.run_script("import os\nprint(os.getpid())").stdout)
+    assert not 0 < second - first < 100
+
+
 def test_there_are_enough_attacks():
     assert len(ATTACKS) >= 25
     assert sum(destructive for *_, destructive in ATTACKS.values()) >= 5

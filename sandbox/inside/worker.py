@@ -425,6 +425,20 @@ def remove_sysv_ipc():
                     fn(int(parts[1]), IPC_RMID, None)
 
 
+def scramble_pids():
+    """Start the next program's PIDs at a random point, so that how many processes earlier
+    programs forked cannot be read off the next one's PID (needs CAP_CHECKPOINT_RESTORE,
+    which root hosts grant the worker; elsewhere PIDs stay sequential)."""
+    try:
+        with open("/proc/sys/kernel/pid_max") as fh:
+            pid_max = int(fh.read())
+        start = 1000 + int.from_bytes(os.urandom(4), "big") % max(1, min(pid_max, 1 << 22) - 100_000)
+        with open("/proc/sys/kernel/ns_last_pid", "w") as fh:
+            fh.write(str(start))
+    except (OSError, ValueError):
+        pass
+
+
 def main():
     max_fd = os.sysconf("SC_OPEN_MAX")
     os.closerange(3, max_fd)  # nothing from bwrap's setup may reach a candidate
@@ -446,6 +460,7 @@ def main():
             return
         result = run_job(job, spares, cfg, max_fd)
         del job
+        scramble_pids()
         # The next pair is forked before the result goes out, so that when the host has a
         # result the sandbox holds exactly this worker and two fresh, idle processes.
         spares = Spares(cfg, max_fd)
