@@ -67,7 +67,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             ax.plot(*zip(*pts, strict=False), marker="o", label=f"{d} pass@1", linestyle="--" if d == "all" else "-")
     ax.set_xlabel("round (0 = base model)")
     ax.set_ylabel("held-out pass@1")
-    ax.set_ylim(0, 1)
+    top = max((m["eval"][d]["pass@1"] or 0 for m in rows for d in m.get("eval", {})), default=0)
+    ax.set_ylim(0, min(1.0, top * 1.25 + 0.02))  # low accuracies stay readable
     ax.set_xticks([m["round"] for m in rows])
     ax.grid(alpha=0.3)
     if domains:
