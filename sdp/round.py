@@ -97,7 +97,10 @@ def check_model_path(field_name: str, model: str | None) -> None:
         return
     parent = Path(model).parent
     if model.startswith((".", "/")) or (str(parent) != "." and parent.exists()):
-        raise SystemExit(f"--{field_name} {model}: no such model directory")
+        hint = ""
+        if model == RoundConfig.model and Path("data/train_base.py").exists():
+            hint = " (the embedded default's model is built by `python -m data.train_base`)"
+        raise SystemExit(f"--{field_name} {model}: no such model directory{hint}")
 
 
 def plan_rounds(run: RunDir, cfg: RoundConfig) -> list[int]:
