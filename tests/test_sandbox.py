@@ -69,7 +69,7 @@ def test_cpu_limit_stops_a_busy_program(pool):
     result = pool.run_script("while True:\n    pass", limits=Limits(wall_s=20.0, cpu_s=1.0))
     assert result.status is Status.TIMEOUT
     assert result.signal == signal.SIGXCPU  # stopped by RLIMIT_CPU, not by the wall clock
-    assert result.cpu_s >= 0.9 and result.duration < 20
+    assert result.cpu_s >= 0.5 and result.duration < 20
 
 
 def test_file_size_limit(pool):
