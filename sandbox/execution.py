@@ -31,10 +31,10 @@ unsandboxed fallback: if bubblewrap cannot start, :class:`SandboxUnavailable` is
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import os
+import secrets
 import select
 import struct
 import subprocess
@@ -52,10 +52,10 @@ _INSIDE_MODULES = ("common", "candidate", "judge", "worker")  # dependency order
 # Host-side slack on top of a job's wall limit before the whole sandbox is killed.
 _BACKSTOP_S = 5.0
 _START_TIMEOUT_S = 30.0
-# Candidate/judge uids when the host runs as root: unused by any account, and distinct per
-# worker so that RLIMIT_NPROC (counted per uid) is not shared between sandboxes.
+# Candidate/judge uids when the host runs as root: unused by any account, and drawn at random
+# per worker (2^29 pairs) so that no two sandboxes on the host share RLIMIT_NPROC counts or
+# kernel keyrings, whichever process started them.
 _UID_BASE = 1 << 30
-_worker_numbers = itertools.count()  # process-wide, so that two pools never share uids
 
 
 class SandboxUnavailable(RuntimeError):
@@ -187,7 +187,7 @@ def bwrap_command(*, tmp_size_mb: int) -> tuple[list[str], dict[str, Any]]:
     if os.geteuid() == 0:
         # Privileged bwrap without a user namespace: the worker keeps just enough capability
         # to switch each program to an unprivileged uid and to kill it.
-        base = _UID_BASE + ((os.getpid() << 10) + 2 * (next(_worker_numbers) % 512)) % (_UID_BASE - 2)
+        base = _UID_BASE + 2 * secrets.randbelow(_UID_BASE // 2 - 1)
         cfg = {"candidate_uid": base, "judge_uid": base + 1}
         ns = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         keep = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHECKPOINT_RESTORE")  # the last: ns_last_pid
