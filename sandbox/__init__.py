@@ -3,7 +3,8 @@
 Protects against: network access, seeing or signalling host processes, reading host files
 (home, /tmp, project, /etc) or environment, writing outside a private /tmp, fork/thread/
 memory bombs, runaway CPU, output floods, leftovers between programs, and forged test
-verdicts. Does not protect against: kernel exploits (no seccomp), side/covert channels,
+verdicts; a seccomp filter trims the kernel attack surface. Does not protect against: kernel
+exploits through allowed syscalls, side/covert channels,
 reading world-readable system files, using resources up to the limits. The full statement
 is in ``sandbox.execution``; the design in ``docs/sandbox.md``. Nothing ever runs
 unsandboxed: if bubblewrap cannot start, :class:`SandboxUnavailable` is raised.

@@ -20,7 +20,10 @@ What this protects against (each checked by ``tests/test_sandbox_attacks.py``):
 * Forged verdicts (test jobs): see ``sandbox/inside/judge.py``; tests run in a separate process
   that the candidate cannot reach, and only plain data crosses from the candidate.
 
-What it does not protect against: kernel exploits (there is no seccomp filter); side
+Kernel attack surface: a seccomp filter (``sandbox.seccomp``, x86-64) denies namespaces,
+mounts, ptrace, keyrings, BPF, perf, userfaultfd, io_uring and module/kexec calls.
+
+What it does not protect against: kernel exploits through the syscalls still allowed; side
 channels and timing; reading the world-readable system files under /usr and the Python
 installation; using CPU and memory up to the limits (memory is watched, not enforced by a
 cgroup: a burst between two samples, tmpfs pages, pipes and memfds add bounded extra);
@@ -44,6 +47,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from sandbox.seccomp import filter_program
 
 logger = logging.getLogger(__name__)
 
@@ -216,13 +221,24 @@ class Worker:
         self.slot = slot
         cmd, self.config = bwrap_command(tmp_size_mb=tmp_size_mb)
         self._buf = bytearray()
+        program = filter_program()
+        pass_fds: tuple[int, ...] = ()
+        if program is not None:  # bwrap reads the filter from a descriptor
+            read_end, write_end = os.pipe()
+            os.write(write_end, program)
+            os.close(write_end)
+            cmd[1:1] = ["--seccomp", str(read_end)]
+            pass_fds = (read_end,)
         try:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env={}, close_fds=True, start_new_session=True,
+                env={}, close_fds=True, pass_fds=pass_fds, start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             raise SandboxUnavailable(f"cannot run bubblewrap: {exc}") from exc
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
         hello = self._recv(time.monotonic() + _START_TIMEOUT_S)
         if hello is None or "hello" not in hello:
             err = self._stderr_tail()

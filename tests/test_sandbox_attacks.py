@@ -358,6 +358,23 @@ def double(x):
         return found[i : i + 42]
     return "not found"
 """, f"def check(candidate):\n    assert candidate(0) == {TESTS_NONCE!r}\n", ("wrong answer",), False),
+    "kernel_attack_surface": ("""
+import ctypes, platform
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+CALLS = {  # x86-64 numbers: namespaces, ptrace, bpf, io_uring, userfaultfd, perf, keyrings, mount
+    "unshare(CLONE_NEWUSER)": (272, 0x10000000), "clone(CLONE_NEWUSER)": (56, 0x10000000 | 17, 0, 0, 0, 0),
+    "ptrace(TRACEME)": (101, 0, 0, 0, 0), "bpf": (321, 0, 0, 0), "io_uring_setup": (425, 8, 0),
+    "userfaultfd": (323, 0), "perf_event_open": (298, 0, 0, -1, -1, 0), "keyctl": (250, 0, -4, 1),
+    "mount": (165, b"none", b"/tmp", b"tmpfs", 0, 0),
+}
+def double(x):
+    if platform.machine() == "x86_64":
+        for name, args in CALLS.items():
+            if libc.syscall(*args) >= 0:
+                print("ALLOWED", name)
+    return 3 * x
+""", DOUBLE_TESTS, ("wrong answer",), False),
     "setuid_escalation": ("""
 import subprocess
 def double(x):
@@ -490,7 +507,7 @@ def test_attack_is_rejected_and_host_untouched(name, pool, server):
     for text in (SECRET, TESTS_NONCE):
         assert text not in result.stdout + result.stderr
     assert "CONNECTED" not in result.stdout and "WROTE" not in result.stdout
-    assert "ATTACHED" not in result.stdout and "OPENED" not in result.stdout
+    assert "ATTACHED" not in result.stdout and "OPENED" not in result.stdout and "ALLOWED" not in result.stdout
 
     # The host is untouched.
     assert sandbox_processes(pool) == []
@@ -516,8 +533,9 @@ def test_kernel_keyrings_do_not_carry_over_to_the_next_program():
         "n = libc.syscall(NR[2], 11, ctypes.c_long(kid), buf, 64) if kid > 0 else 0\nprint(kid > 0, buf.raw[:max(n, 0)])"
     )
     with SandboxPool(1) as pool:
-        assert pool.run_script(store).stdout == "True\n"  # the channel exists...
-        assert pool.run_script(fetch).stdout == "False b''\n"  # ...and is cut between programs
+        # x86-64: the seccomp filter refuses keyrings outright; elsewhere the worker clears them
+        assert pool.run_script(store).stdout in ("True\n", "False\n")
+        assert pool.run_script(fetch).stdout == "False b''\n"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="PID scrambling needs the root-host (privileged bwrap) mode")
