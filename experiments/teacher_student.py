@@ -1,6 +1,6 @@
 """Teacher -> student on the embedded default: self-distillation vs hard labels vs hard + soft labels.
 
-    python -m experiments.teacher_student                    # math, 1 seed (~15 min on 2 busy cores)
+    python -m experiments.teacher_student                    # math, 1 seed (~8 min on 2 busy cores)
     python -m experiments.teacher_student --seeds 0 1 2 --domains math code
 
 Three one-round runs of `python -m sdp.round`, identical except for who samples and the loss:
@@ -8,7 +8,8 @@ Three one-round runs of `python -m sdp.round`, identical except for who samples 
   (b) hard:      the teacher (data/teacher) samples; SFT of the student on the teacher's verified traces;
   (c) hard+soft: the same teacher traces (same seeds, so the same SFT set as (b)); the loss adds
                  alpha * T^2 * KL(teacher_T || student_T) through `sdp.distill.KDSFTTrainer`.
-Every run starts from the student's base (`init_from: base`) with the same SFT budget, and is
+Every run starts from the student's base (`init_from: base`) with the same SFT budget (optimizer
+steps x batch, whatever the number of kept traces), and is
 scored on the same held-out problems with the same sampling. The teacher is trained by
 `python -m data.train_teacher` first when `--teacher` does not exist. Prints one table (held-out
 pass@1 of the student after each arm, plus the student's base and the teacher for reference).
@@ -45,7 +46,7 @@ def round_args(args: argparse.Namespace, name: str, seed: int, teacher: bool, so
         "--rounds", "1", "--init_from", "base", "--seed", str(seed), "--max_per_problem", str(args.max_per_problem),
         "--sampling", json.dumps({"n": args.n, "temperature": 1.0, "max_tokens": 160}),
         "--eval_sampling", json.dumps({"n": args.eval_n, "temperature": 1.0, "max_tokens": 160}),
-        "--sft", json.dumps({"num_train_epochs": args.epochs, "per_device_train_batch_size": 8,
+        "--sft", json.dumps({"max_steps": args.max_steps, "per_device_train_batch_size": args.batch_size,
                              "learning_rate": args.lr, "lr_scheduler_type": "constant", "logging_steps": 20,
                              "save_strategy": "no", "report_to": "none", "max_length": 256, "disable_tqdm": True}),
         "--progress", "false",
@@ -84,13 +85,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "teacher_student")
     parser.add_argument("--domains", nargs="+", default=["math"], choices=["math", "code"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--train-problems", type=int, default=200, help="pool problems sampled per run")
+    parser.add_argument("--train-problems", type=int, default=1000, help="pool problems sampled per run")
     parser.add_argument("--eval-problems", type=int, default=200, help="held-out problems per domain set")
     parser.add_argument("--n", type=int, default=4, help="candidates per training problem")
     parser.add_argument("--eval-n", type=int, default=4, help="samples per held-out problem (pass@1 = mean)")
-    parser.add_argument("--max-per-problem", type=int, default=2)
-    parser.add_argument("--epochs", type=float, default=2)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--max-per-problem", type=int, default=1)
+    # The embedded default's calibrated SFT budget (data/default_config.yaml); the same for every arm
+    parser.add_argument("--max-steps", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=2.0)
     args = parser.parse_args(argv)
