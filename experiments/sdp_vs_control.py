@@ -58,7 +58,8 @@ def seed_pairs(model: str, files: list[str]) -> list[dict]:
             for r in rows]
 
 
-def run_control(config: str, out: Path, sdp: RunDir, rounds: int, seed_files: list[str]) -> list[dict]:
+def run_control(config: str, out: Path, sdp: RunDir | None, rounds: int, seed_files: list[str],
+                steps: int | None = None) -> list[dict]:
     """The control arm: per round, as many SFT steps as the SDP arm took, on the seed set only."""
     cfg = parse_config(["--config", config, "--name", "control", "--output_dir", str(out)])
     eval_set = subset(load_problems(cfg.eval_problems, cfg.eval_split), cfg.max_eval_problems, cfg.seed)
@@ -70,11 +71,11 @@ def run_control(config: str, out: Path, sdp: RunDir, rounds: int, seed_files: li
     for k in range(1, rounds + 1):
         rdir = root / f"round-{k}"
         metrics_path = rdir / "metrics.json"
-        steps = int(sdp.info(k, "train")["steps"])
         if not metrics_path.exists():
+            steps_k = steps if steps is not None else int(sdp.info(k, "train")["steps"])
             rdir.mkdir(parents=True, exist_ok=True)
             init = cfg.model if cfg.init_from == "base" else previous
-            sft_args = {**(cfg.sft or {}), "max_steps": steps}
+            sft_args = {**(cfg.sft or {}), "max_steps": steps_k}
             job = {"init_model": init, "sft_path": str(sft_path), "output": str(rdir / "checkpoint"),
                    "work_dir": str(rdir / "trainer"), "stats": str(rdir / "train_stats.json"), "sft_args": sft_args,
                    "seed": cfg.seed + k, "lora": cfg.lora, "kd": None, "progress": cfg.progress}
@@ -138,11 +139,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/sdp_vs_control"), help="output directory")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed-files", nargs="+", default=SEED_FILES, help="worked examples of the control")
+    parser.add_argument("--control-only", type=int, default=None, metavar="STEPS",
+                        help="run only the control arm, with this many SFT steps per round")
     parser.add_argument("--sdp-run", type=Path, default=None,
                         help="a finished `sdp.round` run directory made with --config: reuse it as the SDP arm")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if args.control_only is not None:
+        run_control(args.config, args.out, None, args.rounds, args.seed_files, args.control_only)
+        return
     sdp = RunDir(args.sdp_run) if args.sdp_run else run_sdp(args.config, args.out, args.rounds)
     missing = [k for k in range(args.rounds + 1) if not (sdp.round_dir(k) / "metrics.json").exists()]
     if missing:
