@@ -89,14 +89,10 @@ def train(job: Mapping[str, Any]) -> dict[str, Any]:
     trainer_cls = SFTTrainer
     kd = job.get("kd")
     if kd:
-        from sdp.distill import KDSFTTrainer
+        from sdp.distill import KDConfig, KDSFTTrainer
 
         trainer_cls = KDSFTTrainer
-        kwargs.update(
-            teacher_model=kd["teacher_model"],
-            alpha=float(kd.get("alpha", 0.5)),
-            temperature=float(kd.get("temperature", 2.0)),
-        )
+        kwargs.update(KDConfig(**kd).trainer_kwargs())
     trainer = trainer_cls(**kwargs)
     resume = _last_trainer_checkpoint(work_dir)
     if resume:
