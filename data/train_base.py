@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use the first N of each seed file")
     parser.add_argument("--epochs", type=float, default=30, help="passes over the seed set")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--extra-cycles", type=int, default=0,
+    parser.add_argument("--extra-cycles", type=int, default=1,
                         help="further cosine cycles over the seed set after the first (warm restarts)")
     parser.add_argument("--cycle-steps", type=int, default=300, help="optimizer steps per extra cycle")
     parser.add_argument("--cycle-lr", type=float, default=1e-3, help="peak learning rate of an extra cycle")
