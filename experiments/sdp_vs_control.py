@@ -1,6 +1,6 @@
 """Self-distillation from proof against the same-compute seed-only control, on the embedded default.
 
-    python -m experiments.sdp_vs_control                       # data/default_config.yaml, 3 rounds
+    python -m experiments.sdp_vs_control                       # configs/default.yaml, 3 rounds
     python -m experiments.sdp_vs_control --rounds 2 --out runs/exp2
 
 SDP arm: `python -m sdp.round` with the config (a child process, as a user runs it).
@@ -30,7 +30,7 @@ from sdp.stage import run_stage
 
 logger = logging.getLogger("experiments.sdp_vs_control")
 
-DEFAULT_CONFIG = "data/default_config.yaml"
+DEFAULT_CONFIG = "configs/default.yaml"
 SEED_FILES = ["data/seed_math.jsonl", "data/seed_code.jsonl"]
 DOMAINS = ("math", "code")
 

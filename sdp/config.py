@@ -75,11 +75,11 @@ class RoundConfig:
         default="test", metadata={"help": "Split used for `datasets` evaluation sources."}
     )
     max_train_problems: int | None = field(
-        default=48,
+        default=3000,
         metadata={"help": "Use a seeded random subset of this many training problems per round (None: all)."},
     )
     max_eval_problems: int | None = field(
-        default=32, metadata={"help": "Use a fixed seeded subset of this many held-out problems (None: all)."}
+        default=None, metadata={"help": "Use a fixed seeded subset of this many held-out problems (None: all)."}
     )
     round: int | None = field(
         default=None, metadata={"help": "Run (or resume) only this round; rounds before it must be complete."}
@@ -96,13 +96,18 @@ class RoundConfig:
         },
     )
     engine_args: dict | str | None = _dict(
-        "engine_args", enforce_eager=True, enable_chunked_prefill=False, max_num_seqs=128, dtype="float32"
+        "engine_args",
+        enforce_eager=True,
+        enable_chunked_prefill=False,
+        max_model_len=256,
+        max_num_seqs=256,
+        dtype="float32",
     )
     vllm_env: dict | str | None = _dict(
         "vllm_env", VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0"
     )
-    sampling: dict | str | None = _dict("sampling", n=4, temperature=1.0, top_p=1.0, max_tokens=160)
-    eval_sampling: dict | str | None = _dict("eval_sampling", n=4, temperature=1.0, top_p=1.0, max_tokens=160)
+    sampling: dict | str | None = _dict("sampling", n=8, temperature=1.0, top_p=1.0, max_tokens=64)
+    eval_sampling: dict | str | None = _dict("eval_sampling", n=8, temperature=1.0, top_p=1.0, max_tokens=64)
     eval_k: int | None = field(
         default=None, metadata={"help": "k of pass@k and maj@k (default: eval_sampling's n; must be <= n)."}
     )
@@ -112,7 +117,7 @@ class RoundConfig:
     verify_timeout: float = field(default=5.0, metadata={"help": "Seconds allowed per verification."})
     verify_workers: int | None = field(default=None, metadata={"help": "Verification worker processes."})
     max_per_problem: int = field(
-        default=4, metadata={"help": "Cap on distinct verified traces kept per problem (ReST-EM)."}
+        default=1, metadata={"help": "Cap on distinct verified traces kept per problem (ReST-EM)."}
     )
     init_from: Literal["base", "previous"] = field(
         default="previous",
@@ -122,14 +127,15 @@ class RoundConfig:
     )
     sft: dict | str | None = _dict(
         "sft",
-        num_train_epochs=2,
-        per_device_train_batch_size=8,
+        max_steps=300,
+        per_device_train_batch_size=32,
         learning_rate=1e-3,
-        lr_scheduler_type="constant",
-        logging_steps=10,
+        lr_scheduler_type="cosine",
+        weight_decay=0.0,
+        logging_steps=25,
         save_strategy="no",
         report_to="none",
-        max_length=512,
+        max_length=256,
     )
     lora: dict | str | None = field(default=None, metadata={"help": _PASS_THROUGH_HELP["lora"]})
     kd: dict | str | None = field(default=None, metadata={"help": _PASS_THROUGH_HELP["kd"]})

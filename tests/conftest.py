@@ -131,7 +131,7 @@ def round_args(model: Path, problems: dict[str, Path], out: Path, name: str, *ex
         "--eval_sampling",
         "{n: 4, temperature: 1.0, max_tokens: 24}",
         "--sft",
-        "{num_train_epochs: 2, per_device_train_batch_size: 4, max_length: 128, logging_steps: 1}",
+        "{max_steps: -1, num_train_epochs: 2, per_device_train_batch_size: 4, max_length: 128, logging_steps: 1, lr_scheduler_type: constant}",
         "--verify_workers",
         "1",
         "--progress",

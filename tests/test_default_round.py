@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 
 def test_one_default_round_improves_held_out_math(tmp_path):
-    cmd = [sys.executable, "-m", "sdp.round", "--config", "data/default_config.yaml", "--rounds", "1",
+    cmd = [sys.executable, "-m", "sdp.round", "--config", "configs/default.yaml", "--rounds", "1",
            "--name", "default-round", "--output_dir", str(tmp_path), "--progress", "false",
            "--max_train_problems", "1500", "--eval_sampling", "{n: 4}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

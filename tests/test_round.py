@@ -22,7 +22,7 @@ from tests.conftest import round_args
 
 REPO = Path(__file__).resolve().parents[1]
 # Enough optimizer steps, saved every 3, that a kill lands inside training and resumes from a checkpoint.
-SFT = "{num_train_epochs: 10, per_device_train_batch_size: 4, max_length: 128, logging_steps: 5, save_strategy: steps, save_steps: 3}"
+SFT = "{max_steps: -1, lr_scheduler_type: constant, num_train_epochs: 10, per_device_train_batch_size: 4, max_length: 128, logging_steps: 5, save_strategy: steps, save_steps: 3}"
 STAGE_FILES = [
     "problems.jsonl",
     "samples.jsonl",
@@ -215,7 +215,7 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
 
 
 def test_hf_backend_round(args_for):
-    args, run = args_for("hf", "--backend", "hf", "--sft", "{num_train_epochs: 1, save_strategy: 'no'}")
+    args, run = args_for("hf", "--backend", "hf", "--sft", "{max_steps: -1, num_train_epochs: 1, per_device_train_batch_size: 8, save_strategy: 'no'}")
     proc = run_round(args)
     m = _metrics(run, 1)
     assert m["samples"] == 56 and m["kept"] > 0
