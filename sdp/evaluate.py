@@ -70,10 +70,14 @@ def eval_metrics(records: Iterable[Mapping[str, Any]], k: int | None = None) -> 
             c = sum(1 for r in group if r["verdict"]["ok"] is True)
             bucket["p1"].append(c / n)
             bucket["pk"].append(pass_at_k(n, c, kk))
-            bucket["maj"].append(majority_correct(group[:kk]))
+            bucket["maj"].append((group[0]["domain"], majority_correct(group[:kk])))
+    # Domains whose verifier extracts answers; "all" votes over those alone, so a domain
+    # without answers (code) does not count as wrong majority votes in the total.
+    voting = {d for d, b in per_domain.items() if d != "all" and any(m is not None for _, m in b["maj"])}
     result: dict[str, dict[str, Any]] = {}
     for domain, b in sorted(per_domain.items()):
-        majs = [m for m in b["maj"] if m is not None]
+        votes = [m for d, m in b["maj"] if d in voting]
+        majs = [m for m in votes if m is not None]
         n_samples = {len(g) for g in by_problem.values()}
         kk = k if k is not None else min(n_samples)
         result[domain] = {
@@ -83,7 +87,7 @@ def eval_metrics(records: Iterable[Mapping[str, Any]], k: int | None = None) -> 
             "pass@1": round(float(np.mean(b["p1"])), 6) if b["p1"] else None,
             "pass@k": round(float(np.mean(b["pk"])), 6) if b["pk"] else None,
             # Problems without any extracted answer score as a wrong majority vote.
-            "maj@k": round(sum(majs) / len(b["maj"]), 6) if majs else None,
+            "maj@k": round(sum(majs) / len(votes), 6) if majs else None,
         }
     return result
 

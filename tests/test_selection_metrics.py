@@ -70,6 +70,8 @@ def test_eval_metrics_per_domain_and_unverifiable_problems():
     assert scores["math"]["maj@k"] == pytest.approx(0.5)
     assert scores["code"]["maj@k"] is None and scores["code"]["pass@1"] == pytest.approx(0.5)
     assert scores["all"]["problems"] == 3 and scores["all"]["k"] == 2
+    # The code problem has no answers to vote with: the total votes over math alone.
+    assert scores["all"]["maj@k"] == pytest.approx(scores["math"]["maj@k"])
 
 
 def test_select_keeps_verified_distinct_capped_and_records_solve_rates():
