@@ -22,8 +22,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from sdp.sample import PLAIN_PROMPT_TEMPLATE  # the sampler's prompt format, so base and rounds agree
+
 DATA_DIR = Path(__file__).resolve().parent
-PLAIN_PROMPT_TEMPLATE = "{prompt}\n"  # same as sdp.sample.PLAIN_PROMPT_TEMPLATE
 EOS = "<|endoftext|>"
 SEED = 1234
 
