@@ -70,6 +70,17 @@ def seed_examples(files: list[Path], limit: int | None = None) -> list[dict]:
     return rows
 
 
+def save_model(model, tokenizer, out: Path) -> None:
+    """Save weights and tokenizer so that vLLM and transformers load them and stop at EOS."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.use_cache = True  # TRL turns it off for training; generation wants it
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    logger.info("saved %s", out)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DATA_DIR / "model")
@@ -129,13 +140,7 @@ def main(argv: list[str] | None = None) -> None:
                                  processing_class=tokenizer)
             result = trainer.train()
             logger.info("cycle %d: final train loss %.4f", i, result.training_loss)
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.config.use_cache = True  # TRL turns it off for training; generation wants it
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.eos_token_id
-    model.save_pretrained(args.out, safe_serialization=True)
-    tokenizer.save_pretrained(args.out)
-    logger.info("saved %s", args.out)
+    save_model(model, tokenizer, args.out)
 
 
 if __name__ == "__main__":

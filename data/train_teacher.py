@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from data.generate import GENERATORS, build
-from data.train_base import DATA_DIR, PLAIN_PROMPT_TEMPLATE, SEED, seed_examples
+from data.train_base import DATA_DIR, PLAIN_PROMPT_TEMPLATE, SEED, save_model, seed_examples
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +85,7 @@ def main(argv: list[str] | None = None) -> None:
                              processing_class=tokenizer)
         result = trainer.train()
     logger.info("final train loss %.4f", result.training_loss)
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.config.use_cache = True
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.eos_token_id
-    model.save_pretrained(args.out, safe_serialization=True)
-    tokenizer.save_pretrained(args.out)
-    logger.info("saved %s", args.out)
+    save_model(model, tokenizer, args.out)
 
 
 if __name__ == "__main__":
