@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from vllm import SamplingParams
 
-    from sdp.sample import build_llm, problem_seed, render_prompt, sample_vllm
+    from sdp.stages.sample import build_llm, problem_seed, render_prompt, sample_vllm
 
     model = args.model or (
         str(REPO / "data" / "model") if (REPO / "data" / "model" / "config.json").exists() else None
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         f"bare vllm.LLM.generate : {bare_tps:9.0f} tokens/s ({best['bare'][1]} tokens in {best['bare'][0]:.3f} s)"
     )
     print(
-        f"sdp.sample.sample_vllm : {sdp_tps:9.0f} tokens/s ({best['sdp'][1]} tokens in {best['sdp'][0]:.3f} s)"
+        f"sdp.stages.sample.sample_vllm : {sdp_tps:9.0f} tokens/s ({best['sdp'][1]} tokens in {best['sdp'][0]:.3f} s)"
     )
     print(f"sampler overhead       : {overhead:+.1f}% (goal <= 5%); identical completions: {same}")
     if tmp is not None:

@@ -22,7 +22,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from sdp.sample import PLAIN_PROMPT_TEMPLATE  # the sampler's prompt format, so base and rounds agree
+from sdp.stages.sample import PLAIN_PROMPT_TEMPLATE  # the sampler's prompt format, so base and rounds agree
 
 DATA_DIR = Path(__file__).resolve().parent
 EOS = "<|endoftext|>"

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from sdp.config import parse_config
-from sdp.evaluate import evaluate_model, format_scores
-from sdp.problems import load_problems, subset
+from sdp.stages.evaluate import evaluate_model, format_scores
+from sdp.sources.problems import load_problems, subset
 from sdp.rundir import RunDir, atomic_write_json, atomic_write_jsonl, read_jsonl
-from sdp.stage import run_stage
+from sdp.launch.process import run_stage
 
 logger = logging.getLogger("experiments.sdp_vs_control")
 
@@ -47,7 +47,7 @@ def seed_pairs(model: str, files: list[str]) -> list[dict]:
     """The worked seed examples as rendered prompt / completion pairs, exactly as the round trains."""
     from transformers import AutoTokenizer
 
-    from sdp.sample import render_prompt
+    from sdp.stages.sample import render_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     rows = [r for f in files for r in read_jsonl(f)]
@@ -79,7 +79,7 @@ def run_control(config: str, out: Path, sdp: RunDir | None, rounds: int, seed_fi
             job = {"init_model": init, "sft_path": str(sft_path), "output": str(rdir / "checkpoint"),
                    "work_dir": str(rdir / "trainer"), "stats": str(rdir / "train_stats.json"), "sft_args": sft_args,
                    "seed": cfg.seed + k, "lora": cfg.lora, "kd": None, "progress": cfg.progress}
-            run_stage("sdp.train", job, rdir / "train.job.json")
+            run_stage("sdp.stages.train", job, rdir / "train.job.json")
             scores, _ = evaluate_model(cfg, str(rdir / "checkpoint"), eval_set, rdir)
             stats = json.loads((rdir / "train_stats.json").read_text())
             atomic_write_json(metrics_path, {"round": k, "init_model": init, "steps": stats["steps"],

@@ -7,7 +7,7 @@ Three one-round runs of `python -m sdp.round`, identical except for who samples 
   (a) self:      the student samples its own candidates; SFT on its verified traces;
   (b) hard:      the teacher (data/teacher) samples; SFT of the student on the teacher's verified traces;
   (c) hard+soft: the same teacher traces (same seeds, so the same SFT set as (b)); the loss adds
-                 alpha * T^2 * KL(teacher_T || student_T) through `sdp.distill.KDSFTTrainer`.
+                 alpha * T^2 * KL(teacher_T || student_T) through `sdp.distill.kd.KDSFTTrainer`.
 Every run starts from the student's base (`init_from: base`) with the same SFT budget (optimizer
 steps x batch, whatever the number of kept traces), and is
 scored on the same held-out problems with the same sampling. The teacher is trained by
@@ -61,8 +61,8 @@ def round_args(args: argparse.Namespace, name: str, seed: int, teacher: bool, so
 def teacher_eval(args: argparse.Namespace, seed: int) -> dict:
     """Held-out scores of the teacher, sampled exactly like the arms' evaluations."""
     from sdp.config import parse_config
-    from sdp.evaluate import evaluate_model
-    from sdp.problems import load_problems, subset
+    from sdp.stages.evaluate import evaluate_model
+    from sdp.sources.problems import load_problems, subset
 
     cfg = parse_config(round_args(args, "teacher-eval", seed, False, False))
     problems = subset(load_problems(cfg.eval_problems, cfg.eval_split), cfg.max_eval_problems, cfg.seed)

@@ -39,7 +39,7 @@ _PASS_THROUGH_HELP = {
     "eval_sampling": "vllm.SamplingParams keyword arguments for held-out evaluation.",
     "sft": "Keyword arguments of trl.SFTConfig (output_dir is set by sdp).",
     "lora": "Keyword arguments of peft.LoraConfig; set to train LoRA adapters (merged into each checkpoint).",
-    "kd": "Soft-label distillation: {alpha, temperature, teacher_model} for sdp.distill.KDSFTTrainer.",
+    "kd": "Soft-label distillation: {alpha, temperature, teacher_model} for sdp.distill.kd.KDSFTTrainer.",
 }
 
 

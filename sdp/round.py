@@ -25,12 +25,12 @@ from pathlib import Path
 import yaml
 
 from sdp.config import RoundConfig, config_fingerprint, parse_config
-from sdp.evaluate import evaluate_model, format_scores, sample_job
-from sdp.problems import ProblemError, load_problems, subset
+from sdp.stages.evaluate import evaluate_model, format_scores, sample_job
+from sdp.sources.problems import ProblemError, load_problems, subset
 from sdp.rundir import RunDir, atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
-from sdp.selection import select, sft_pairs
-from sdp.stage import run_stage
-from sdp.summary import write_summary
+from sdp.stages.select import select, sft_pairs
+from sdp.launch.process import run_stage
+from sdp.stages.summary import write_summary
 
 logger = logging.getLogger("sdp.round")
 
@@ -117,7 +117,7 @@ def plan_rounds(run: RunDir, cfg: RoundConfig) -> list[int]:
 
 
 def train_sampling_task(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict]) -> dict:
-    """Round k's candidate-sampling task for `sdp.sample` (writes the round's problems file)."""
+    """Round k's candidate-sampling task for `sdp.stages.sample` (writes the round's problems file)."""
     rdir = run.round_dir(k)
     problems = subset(train_all, cfg.max_train_problems, seed=cfg.seed * 1000 + k)
     atomic_write_jsonl(rdir / "problems.jsonl", problems)
@@ -216,7 +216,7 @@ def run_round(
                 cfg.backend,
                 cfg.progress,
             )
-            run_stage("sdp.sample", job, rdir / "sample.job.json", env=cfg.vllm_env)
+            run_stage("sdp.stages.sample", job, rdir / "sample.job.json", env=cfg.vllm_env)
         problems = sum(1 for _ in (rdir / "problems.jsonl").open())
         n = sum(1 for _ in (rdir / "samples.jsonl").open())
         how = f"drawn with round {k - 1}'s evaluation" if prefetched else sampler
@@ -228,7 +228,7 @@ def run_round(
         }, f"{problems} problems -> {n} samples ({how})"
 
     def verify() -> tuple[dict, str]:
-        from sdp.verify import summarize, verify_records
+        from sdp.stages.verify import summarize, verify_records
 
         records = verify_records(
             read_jsonl(rdir / "samples.jsonl"),
@@ -248,7 +248,7 @@ def run_round(
     def select_() -> tuple[dict, str]:
         from transformers import AutoTokenizer
 
-        from sdp.sample import render_prompt
+        from sdp.stages.sample import render_prompt
 
         chosen = select(read_jsonl(rdir / "verdicts.jsonl"), cfg.max_per_problem)
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
@@ -285,7 +285,7 @@ def run_round(
             "kd": kd,
             "progress": cfg.progress,
         }
-        run_stage("sdp.train", job, rdir / "train.job.json")
+        run_stage("sdp.stages.train", job, rdir / "train.job.json")
         stats = json.loads((rdir / "train_stats.json").read_text())
         shutil.rmtree(rdir / "trainer", ignore_errors=True)
         return (

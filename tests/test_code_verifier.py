@@ -129,7 +129,7 @@ def test_verify_from_many_threads(verifier):
 
 
 def test_verify_records_across_worker_processes():
-    verify_module = pytest.importorskip("sdp.verify")
+    verify_module = pytest.importorskip("sdp.stages.verify")
     n = 2 * verify_module._MIN_RECORDS_FOR_POOL + 2  # enough for the process pool to be used
     records = [{**ADD, "id": f"a{i}", "completion": py(GOOD_ADD if i % 3 else "def add(a, b):\n    return 0")}
                for i in range(n)]  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from data import generate
-from sdp.problems import load_problems
+from sdp.sources.problems import load_problems
 
 DATA = Path(generate.__file__).resolve().parent
 MODEL = DATA / "model"
@@ -70,7 +70,7 @@ def test_seed_math_completions_end_with_the_gold_answer():
 
 @pytest.mark.slow
 def test_seed_code_completions_pass_their_hidden_tests_in_the_sandbox():
-    from sdp.verify import verify_records
+    from sdp.stages.verify import verify_records
 
     rows = _rows("seed_code.jsonl")[:40]
     broken = [dict(r, completion=r["completion"].replace("return ", "return 1+")) for r in rows[:10]]

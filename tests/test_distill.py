@@ -11,7 +11,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from trl import SFTConfig, SFTTrainer
 
-from sdp.distill import KDConfig, KDSFTTrainer, check_same_tokenizer, kd_loss
+from sdp.distill.kd import KDConfig, KDSFTTrainer, check_same_tokenizer, kd_loss
 
 CHARS = list("0123456789+=abc ")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sdp.problems import ProblemError, load_problems, subset
+from sdp.sources.problems import ProblemError, load_problems, subset
 
 MATH = {"id": "a", "domain": "math", "prompt": "1+1?", "answer": "2"}
 CODE = {"id": "c", "domain": "code", "prompt": "write f", "tests": "assert f(1) == 2", "entry_point": "f"}

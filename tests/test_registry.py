@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sdp.verify import verify_records
+from sdp.stages.verify import verify_records
 from verifiers import ENTRY_POINT_GROUP, UnknownVerifierError, Verdict, available_verifiers, get_verifier
 from verifiers.math_verifier import MathVerifier
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from sdp.sample import (
+from sdp.stages.sample import (
     PLAIN_PROMPT_TEMPLATE,
     encode_prompt,
     problem_seed,
@@ -65,7 +65,7 @@ def test_hf_backend_is_seeded_and_honours_stop_strings(tiny_model):
 def test_a_task_drawn_beside_another_on_one_engine_equals_a_task_drawn_alone(tiny_model, tmp_path):
     """What the round relies on when the evaluation's sampler also draws the next round's candidates."""
     from sdp.rundir import read_jsonl
-    from sdp.stage import run_stage
+    from sdp.launch.process import run_stage
     from tests.conftest import TINY_ENGINE_ARGS, write_jsonl
 
     write_jsonl(tmp_path / "eval.jsonl", needle_problems("e", 3, "xyz"))
@@ -86,9 +86,9 @@ def test_a_task_drawn_beside_another_on_one_engine_equals_a_task_drawn_alone(tin
         "seed_tag": "eval",
         "also": [{**train, "output": str(tmp_path / "with_eval.jsonl")}],
     }
-    run_stage("sdp.sample", shared, tmp_path / "shared.job.json")
+    run_stage("sdp.stages.sample", shared, tmp_path / "shared.job.json")
     run_stage(
-        "sdp.sample",
+        "sdp.stages.sample",
         {**common, **train, "output": str(tmp_path / "alone.jsonl")},
         tmp_path / "alone.job.json",
     )

@@ -7,8 +7,8 @@ from math import comb
 
 import pytest
 
-from sdp.evaluate import eval_metrics, majority_correct, pass_at_k
-from sdp.selection import dedupe_key, select
+from sdp.stages.evaluate import eval_metrics, majority_correct, pass_at_k
+from sdp.stages.select import dedupe_key, select
 
 
 def rec(

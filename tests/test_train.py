@@ -7,8 +7,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from sdp.sample import encode_prompt, render_prompt
-from sdp.train import tokenize_pairs, train
+from sdp.stages.sample import encode_prompt, render_prompt
+from sdp.stages.train import tokenize_pairs, train
 
 PAIRS = [
     {"id": f"p{i}", "prompt": f"Say {i}\n", "completion": f"I say {i}. The answer is \\boxed{{{i}}}."}
@@ -65,10 +65,10 @@ def test_lora_is_merged_into_a_plain_checkpoint(tiny_model, tmp_path):
 
 
 def test_kd_config_builds_the_distillation_trainer(tiny_model, tmp_path, monkeypatch):
-    import sdp.distill
+    import sdp.distill.kd
 
     built = {}
-    original = sdp.distill.KDSFTTrainer.__init__
+    original = sdp.distill.kd.KDSFTTrainer.__init__
 
     def spy(self, *args, **kwargs):
         built.update(
@@ -76,7 +76,7 @@ def test_kd_config_builds_the_distillation_trainer(tiny_model, tmp_path, monkeyp
         )
         original(self, *args, **kwargs)
 
-    monkeypatch.setattr(sdp.distill.KDSFTTrainer, "__init__", spy)
+    monkeypatch.setattr(sdp.distill.kd.KDSFTTrainer, "__init__", spy)
     stats = train(
         _job(tmp_path, tiny_model, kd={"alpha": 0.7, "temperature": 2.0, "teacher_model": str(tiny_model)})
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sdp.verify import RecordError, read_records, summarize, verify_records
+from sdp.stages.verify import RecordError, read_records, summarize, verify_records
 from verifiers import UnknownVerifierError, Verdict
 
 REPO = Path(__file__).resolve().parent.parent

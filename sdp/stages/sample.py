@@ -1,6 +1,6 @@
 """Sample N candidates per problem with vLLM's offline engine (or transformers, as a fallback).
 
-Run by the round in its own process (`python -m sdp.sample JOB.json`) so that vLLM's memory
+Run by the round in its own process (`python -m sdp.stages.sample JOB.json`) so that vLLM's memory
 is released before training. The job names the model, the problems file, the output file,
 vLLM `SamplingParams` and `LLM` keyword arguments (passed through untouched) and a seed.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sdp.rundir import atomic_write_jsonl, read_jsonl
-from sdp.stage import die_with_parent, load_job
+from sdp.launch.process import die_with_parent, load_job
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """Fine-tune on the kept traces with TRL's `SFTTrainer`; write one checkpoint per round.
 
-Run by the round in its own process (`python -m sdp.train JOB.json`). The SFT set holds
+Run by the round in its own process (`python -m sdp.stages.train JOB.json`). The SFT set holds
 rendered prompt / completion pairs; they are tokenized here exactly as the sampler does
-(prompt ids from `sdp.sample.encode_prompt`, then the completion's ids and EOS), and the
+(prompt ids from `sdp.stages.sample.encode_prompt`, then the completion's ids and EOS), and the
 loss covers the completion only (labels of prompt tokens are -100) unless the SFT config
 sets `completion_only_loss: false`. `SFTConfig` keyword arguments pass through from the
 config. With `lora`, peft adapters are trained and merged into the saved checkpoint, so
 every checkpoint is a plain model vLLM can load. With `kd`, the trainer is
-`sdp.distill.KDSFTTrainer` (soft labels from a teacher at temperature T).
+`sdp.distill.kd.KDSFTTrainer` (soft labels from a teacher at temperature T).
 
 Resume: the trainer's `output_dir` is the round's `trainer/` directory; if the SFT config
 saves checkpoints (`save_strategy: steps`) and a killed run left one, training resumes from
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from sdp.rundir import atomic_replace_dir, atomic_write_json, fresh_tmp_dir, read_jsonl
-from sdp.sample import encode_prompt
-from sdp.stage import die_with_parent, load_job
+from sdp.stages.sample import encode_prompt
+from sdp.launch.process import die_with_parent, load_job
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def train(job: Mapping[str, Any]) -> dict[str, Any]:
     trainer_cls = SFTTrainer
     kd = job.get("kd")
     if kd:
-        from sdp.distill import KDConfig, KDSFTTrainer
+        from sdp.distill.kd import KDConfig, KDSFTTrainer
 
         trainer_cls = KDSFTTrainer
         kwargs.update(KDConfig(**kd).trainer_kwargs())

@@ -1,6 +1,6 @@
 """`runs/<name>/summary/`: a table (Markdown + JSON) and a PNG plot of held-out accuracy per round.
 
-Built from the rounds' `metrics.json` files only, so `python -m sdp.summary runs/<name>` can
+Built from the rounds' `metrics.json` files only, so `python -m sdp.stages.summary runs/<name>` can
 redraw it at any time.
 """
 

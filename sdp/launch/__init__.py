@@ -1,0 +1,1 @@
+"""How stages are executed: child processes for heavy stages (`process`)."""

@@ -1,0 +1,183 @@
+"""Held-out evaluation: pass@1, unbiased pass@k and maj@k per domain.
+
+For a problem with n samples of which c are verified correct:
+- pass@1 = c / n;
+- pass@k = 1 - C(n-c, k) / C(n, k), the unbiased estimator of Chen et al. (2021);
+- maj@k: the most frequent extracted answer (`verdict.answer`) among the first k samples
+  (ties go to the answer seen first) is correct if a sample giving it was verified. Domains
+  whose verifier extracts no answers (answer always null) report maj@k as null.
+A problem whose samples are all unverifiable (`ok: null`, a bad gold) is left out of the
+scores and counted under `unverifiable_problems`; an unverifiable sample of an otherwise
+verifiable problem counts as not correct.
+
+`python -m sdp.evaluate [--config file.yaml] [--model path]` evaluates one model on the
+configured held-out set outside a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdp.rundir import read_jsonl
+from sdp.launch.process import run_stage
+
+logger = logging.getLogger(__name__)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (numerically stable product form)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def majority_correct(samples: Sequence[Mapping[str, Any]]) -> bool | None:
+    """Whether the majority answer of `samples` is verified correct; None when none has an answer."""
+    answers = [s["verdict"].get("answer") for s in samples]
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    winner = next(a for a in answers if a is not None and counts[a] == best)
+    return any(s["verdict"]["ok"] is True for s, a in zip(samples, answers, strict=False) if a == winner)
+
+
+def eval_metrics(records: Iterable[Mapping[str, Any]], k: int | None = None) -> dict[str, dict[str, Any]]:
+    """Scores per domain and over all problems (key "all") from verified eval records."""
+    by_problem: dict[str, list[Mapping]] = defaultdict(list)
+    for record in records:
+        by_problem[record["id"]].append(record)
+    per_domain: dict[str, dict[str, list]] = defaultdict(
+        lambda: {"p1": [], "pk": [], "maj": [], "unverifiable": []}
+    )
+    for group in by_problem.values():
+        group = sorted(group, key=lambda r: r.get("sample_index", 0))
+        n = len(group)
+        kk = n if k is None else k
+        for bucket in (per_domain[group[0]["domain"]], per_domain["all"]):
+            if all(r["verdict"]["ok"] is None for r in group):
+                bucket["unverifiable"].append(1)
+                continue
+            c = sum(1 for r in group if r["verdict"]["ok"] is True)
+            bucket["p1"].append(c / n)
+            bucket["pk"].append(pass_at_k(n, c, kk))
+            bucket["maj"].append((group[0]["domain"], majority_correct(group[:kk])))
+    # Domains whose verifier extracts answers; "all" votes over those alone, so a domain
+    # without answers (code) does not count as wrong majority votes in the total.
+    voting = {d for d, b in per_domain.items() if d != "all" and any(m is not None for _, m in b["maj"])}
+    result: dict[str, dict[str, Any]] = {}
+    for domain, b in sorted(per_domain.items()):
+        votes = [m for d, m in b["maj"] if d in voting]
+        majs = [m for m in votes if m is not None]
+        n_samples = {len(g) for g in by_problem.values()}
+        kk = k if k is not None else min(n_samples)
+        result[domain] = {
+            "problems": len(b["p1"]),
+            "unverifiable_problems": len(b["unverifiable"]),
+            "k": kk,
+            "pass@1": round(float(np.mean(b["p1"])), 6) if b["p1"] else None,
+            "pass@k": round(float(np.mean(b["pk"])), 6) if b["pk"] else None,
+            # Problems without any extracted answer score as a wrong majority vote.
+            "maj@k": round(sum(majs) / len(votes), 6) if majs else None,
+        }
+    return result
+
+
+def sample_job(
+    model: str,
+    problems_path: Path,
+    output: Path,
+    sampling: Mapping,
+    engine_args: Mapping,
+    seed: int,
+    seed_tag: str,
+    backend: str,
+    progress: bool,
+) -> dict[str, Any]:
+    """The job file of one `python -m sdp.stages.sample` run."""
+    return {
+        "model": model,
+        "problems": str(problems_path),
+        "output": str(output),
+        "sampling": dict(sampling),
+        "engine_args": dict(engine_args),
+        "seed": seed,
+        "seed_tag": seed_tag,
+        "backend": backend,
+        "progress": progress,
+    }
+
+
+def evaluate_model(
+    cfg: Any, model: str, problems: Sequence[Mapping], out_dir: Path, also: Sequence[Mapping] = ()
+) -> tuple[dict[str, dict[str, Any]], list[dict]]:
+    """Sample the held-out set with `model` (own process), verify, score; writes eval.jsonl in `out_dir`.
+
+    `also`: further sampling tasks for the same engine (see `sdp.stages.sample.job_tasks`).
+    """
+    from sdp.rundir import atomic_write_jsonl
+    from sdp.stages.verify import verify_records
+
+    problems_path = out_dir / "eval_problems.jsonl"
+    atomic_write_jsonl(problems_path, problems)
+    samples_path = out_dir / "eval_samples.jsonl"
+    job = sample_job(
+        model,
+        problems_path,
+        samples_path,
+        cfg.eval_sampling,
+        cfg.engine_args or {},
+        cfg.seed,
+        "eval",
+        cfg.backend,
+        cfg.progress,
+    )
+    job["also"] = [dict(t) for t in also]
+    run_stage("sdp.stages.sample", job, out_dir / "eval_sample.job.json", env=cfg.vllm_env)
+    records = verify_records(
+        read_jsonl(samples_path),
+        verifier=cfg.verifier,
+        workers=cfg.verify_workers,
+        timeout=cfg.verify_timeout,
+        progress=cfg.progress,
+    )
+    atomic_write_jsonl(out_dir / "eval.jsonl", records)
+    return eval_metrics(records, cfg.eval_k), records
+
+
+def format_scores(scores: Mapping[str, Mapping[str, Any]]) -> str:
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    return ", ".join(
+        f"{d} pass@1 {pct(s['pass@1'])} pass@{s['k']} {pct(s['pass@k'])} maj@{s['k']} {pct(s['maj@k'])}"
+        for d, s in scores.items()
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import json
+    import tempfile
+
+    from sdp.config import parse_config
+    from sdp.sources.problems import load_problems, subset
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse_config(argv if argv is not None else sys.argv[1:])
+    problems = subset(load_problems(cfg.eval_problems, cfg.eval_split), cfg.max_eval_problems, cfg.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        scores, _ = evaluate_model(cfg, cfg.model, problems, Path(tmp))
+    print(json.dumps(scores, indent=2))
+
+
+if __name__ == "__main__":
+    main()
