@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,46 +27,11 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTTrainer
 
+from sdp.distill.config import HiddenKDConfig, KDConfig
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-
-
-@dataclass(frozen=True)
-class KDConfig:
-    """Soft-label distillation options: the round config's `kd` mapping, validated.
-
-    `KDConfig(**cfg.kd).trainer_kwargs()` are the extra keyword arguments of `KDSFTTrainer`.
-    """
-
-    teacher_model: str | None = field(
-        default=None,
-        metadata={
-            "help": "Path of the teacher model whose logits are the soft labels; must share the student's "
-            "tokenizer. None: the round's sampler model (`teacher_model` of the round config)."
-        },
-    )
-    alpha: float = field(
-        default=0.5,
-        metadata={"help": "Weight of the soft-label term: loss = (1 - alpha) * CE + alpha * T^2 * KL. In [0, 1]."},
-    )
-    temperature: float = field(
-        default=2.0,
-        metadata={"help": "Softmax temperature T of teacher and student logits in the KL term (usually 1 to 5)."},
-    )
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"kd.alpha must be in [0, 1], got {self.alpha}")
-        if not self.temperature > 0.0:
-            raise ValueError(f"kd.temperature must be > 0, got {self.temperature}")
-
-    def trainer_kwargs(self, default_teacher: str | None = None) -> dict[str, Any]:
-        """The extra keyword arguments of `KDSFTTrainer`; `default_teacher` fills a missing teacher."""
-        teacher = self.teacher_model or default_teacher
-        if teacher is None:
-            raise ValueError("kd: no teacher model; set kd.teacher_model (or the round's teacher_model)")
-        return {"teacher_model": teacher, "alpha": self.alpha, "temperature": self.temperature}
 
 
 def kd_loss(
