@@ -2,20 +2,24 @@
 
 A problem is a mapping with `id` (a unique string), `domain` (a verifier name), `prompt`
 (a non-empty string) and the fields its domain's verifier reads (`REQUIRED_FIELDS`).
-Sources: `.jsonl`/`.json` files (one object per line), `.parquet` files, or anything
+Sources: `.jsonl`/`.json` files (one object per line; gzipped as `.jsonl.gz`), `.parquet` files, or anything
 `datasets.load_dataset` accepts (a local dataset directory or script, or a hub name where
-the hub is reachable). Duplicate ids (across all sources of a set), missing or mistyped
+the hub is reachable). A source is a plain path (rows already in sdp's format) or a mapping
+`{path, format, fields, split, domain, id_prefix}` whose `format` names an adapter of
+`sdp.sources.adapters` (gsm8k, math, humaneval, mbpp, apps, fields). Duplicate ids (across all sources of a set), missing or mistyped
 fields, unknown domains and empty sets raise `ProblemError`; nothing is skipped silently.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
+from sdp.sources.adapters import AdapterError, ProblemSource, RowContext, adapt
 from verifiers.registry import UnknownVerifierError, available_verifiers, resolve_verifier_class
 
 # Per domain, groups of fields of which at least one must be present (and be a str or list).
@@ -40,7 +44,8 @@ def _where(source: str, line: int | None) -> str:
 
 
 def _read_jsonl(path: Path) -> Iterable[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, text in enumerate(fh, start=1):
             if not text.strip():
                 continue
@@ -63,7 +68,7 @@ def _read_source(source: str, split: str) -> Iterable[tuple[int | None, Any]]:
         for row, record in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield row, record
         return
-    if path.suffix in (".jsonl", ".json") or path.is_file():
+    if path.suffix in (".jsonl", ".json") or path.suffixes[-2:] in ([".jsonl", ".gz"], [".json", ".gz"]) or path.is_file():
         if not path.is_file():
             raise ProblemError(f"{source}: no such problem file")
         yield from _read_jsonl(path)
@@ -132,29 +137,53 @@ def validate_problem(record: Any, where: str, known_domains: set[str], cache: di
     return problem
 
 
-def load_problems(sources: str | Iterable[str], split: str = "train") -> list[dict]:
-    """Load and validate one problem set from one or more sources, in source then line order."""
-    if isinstance(sources, str):
+SourceSpec = Union[str, Mapping[str, Any], ProblemSource]
+
+
+def parse_sources(sources: SourceSpec | Iterable[SourceSpec]) -> list[ProblemSource]:
+    """Problem sources from one spec or a list of them (plain paths and `{path, format, ...}` mappings)."""
+    if isinstance(sources, (str, Mapping, ProblemSource)):
         sources = [sources]
-    sources = list(sources)
-    if not sources:
+    parsed = []
+    for i, spec in enumerate(sources):
+        try:
+            parsed.append(ProblemSource.parse(spec))
+        except (ValueError, TypeError) as exc:
+            raise ProblemError(f"problem source {i + 1}: {exc}") from exc
+    if not parsed:
         raise ProblemError("no problem sources given")
+    return parsed
+
+
+def iter_problems(sources: SourceSpec | Iterable[SourceSpec], split: str = "train") -> Iterator[tuple[str, dict]]:
+    """Yield (file:line, validated problem) one at a time, in source then line order (no duplicate check)."""
     known = set(available_verifiers())
     cache: dict[str, bool] = {}
+    for source in parse_sources(sources):
+        source_split = source.split or split
+        for line, record in _read_source(source.path, source_split):
+            where = _where(source.path, line)
+            try:
+                record = adapt(record, RowContext(source, line or 0, source_split))
+            except AdapterError as exc:
+                raise ProblemError(f"{where}: field {exc.field!r}: {exc} (format {source.format!r})") from exc
+            yield where, validate_problem(record, where, known, cache)
+
+
+def load_problems(sources: SourceSpec | Iterable[SourceSpec], split: str = "train") -> list[dict]:
+    """Load and validate one problem set from one or more sources, in source then line order."""
+    specs = parse_sources(sources)
     problems: list[dict] = []
     seen: dict[str, str] = {}
-    for source in sources:
-        for line, record in _read_source(source, split):
-            where = _where(source, line)
-            problem = validate_problem(record, where, known, cache)
-            if problem["id"] in seen:
-                raise ProblemError(
-                    f"{where}: field 'id': duplicate id {problem['id']!r} (first at {seen[problem['id']]})"
-                )
-            seen[problem["id"]] = where
-            problems.append(problem)
+    for where, problem in iter_problems(specs, split):
+        if problem["id"] in seen:
+            raise ProblemError(
+                f"{where}: field 'id': duplicate id {problem['id']!r} (first at {seen[problem['id']]})"
+            )
+        seen[problem["id"]] = where
+        problems.append(problem)
     if not problems:
-        raise ProblemError(f"{', '.join(sources)}: the problem set is empty")
+        raise ProblemError(f"{', '.join(s.path for s in specs)}: the problem set is empty")
     return problems
 
 
