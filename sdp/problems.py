@@ -4,13 +4,22 @@ Reads SOURCE (a .jsonl/.json/.parquet file or a `datasets` name/directory) with 
 adapter (`sdp.sources.adapters.ADAPTERS`), validates every problem against the data contract,
 prints the count and the first converted problem, and writes the problems as JSONL with `-o`.
 A bad row stops with its file, line and field (exit status 2), before anything is written.
+
+`--score COMPLETIONS.jsonl` also scores given completions (`{id, completion}` per line, several
+per id allowed) on the converted problems through the verify stage
+(`sdp.stages.verify.verify_records`) and the evaluation's metrics (`sdp.stages.evaluate.eval_metrics`),
+and prints a pass@1 / pass@k table per domain, e.g. HumanEval's canonical solutions:
+
+    python -m sdp.problems HumanEval.jsonl.gz --format humaneval --score canonical.jsonl
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -32,6 +41,50 @@ class ConvertConfig:
     output: str | None = field(
         default=None, metadata={"aliases": ["-o"], "help": "Write the converted problems here (JSONL)."}
     )
+    score: str | None = field(
+        default=None, metadata={"help": "JSONL of {id, completion} to score on the converted problems."}
+    )
+    k: int | None = field(default=None, metadata={"help": "k of pass@k with --score (default: samples per problem)."})
+    timeout: float = field(default=5.0, metadata={"help": "Seconds per verification with --score."})
+    workers: int | None = field(default=None, metadata={"help": "Verification worker processes with --score."})
+
+
+def score_completions(
+    problems: Sequence[Mapping[str, Any]],
+    completions: Iterable[Mapping[str, Any]],
+    *,
+    k: int | None = None,
+    timeout: float = 5.0,
+    workers: int | None = None,
+) -> tuple[dict[str, dict[str, Any]], list[dict]]:
+    """Verify `completions` ({id, completion}) against `problems` as the evaluation does; (scores, records)."""
+    from sdp.stages.evaluate import eval_metrics
+    from sdp.stages.verify import verify_records
+
+    by_id = {p["id"]: p for p in problems}
+    counts: dict[str, int] = {}
+    samples = []
+    for c in completions:
+        if c.get("id") not in by_id:
+            raise KeyError(f"completion for unknown problem id {c.get('id')!r}")
+        index = counts.get(c["id"], 0)
+        counts[c["id"]] = index + 1
+        samples.append({**by_id[c["id"]], "completion": c["completion"], "sample_index": index})
+    records = verify_records(samples, workers=workers, timeout=timeout, progress=False)
+    return eval_metrics(records, k), records
+
+
+def scores_table(scores: Mapping[str, Mapping[str, Any]]) -> str:
+    """A markdown table of per-domain scores (percentages)."""
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    k = next(iter(scores.values()))["k"] if scores else 1
+    lines = [f"| domain | problems | pass@1 (%) | pass@{k} (%) |", "|---|---:|---:|---:|"]
+    for domain, s in scores.items():
+        lines.append(f"| {domain} | {s['problems']} | {pct(s['pass@1'])} | {pct(s['pass@k'])} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +118,22 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.output:
         atomic_write_jsonl(cfg.output, problems)
         print(f"wrote {cfg.output}")
+    if cfg.score:
+        from sdp.rundir import read_jsonl
+
+        try:
+            scores, records = score_completions(
+                problems, read_jsonl(cfg.score), k=cfg.k, timeout=cfg.timeout, workers=cfg.workers
+            )
+        except (KeyError, OSError, ValueError) as exc:
+            print(f"error: --score {cfg.score}: {exc}", file=sys.stderr)
+            return 2
+        reasons: dict[str, int] = {}
+        for r in records:
+            reason = str(r["verdict"]["reason"]).split(":")[0]
+            reasons[reason] = reasons.get(reason, 0) + 1
+        print(f"scored {len(records)} completions: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
+        print(scores_table(scores))
     return 0
 
 
