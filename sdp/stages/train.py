@@ -1,13 +1,19 @@
 """Fine-tune on the kept traces with TRL's `SFTTrainer`; write one checkpoint per round.
 
-Run by the round in its own process (`python -m sdp.stages.train JOB.json`). The SFT set holds
-rendered prompt / completion pairs; they are tokenized here exactly as the sampler does
-(prompt ids from `sdp.stages.sample.encode_prompt`, then the completion's ids and EOS), and the
-loss covers the completion only (labels of prompt tokens are -100) unless the SFT config
-sets `completion_only_loss: false`. `SFTConfig` keyword arguments pass through from the
-config. With `lora`, peft adapters are trained and merged into the saved checkpoint, so
-every checkpoint is a plain model vLLM can load. With `kd`, the trainer is
-`sdp.distill.kd.KDSFTTrainer` (soft labels from a teacher at temperature T).
+Run by the round in its own process (`python -m sdp.stages.train JOB.json`, the job a
+`TrainJob`), or under `accelerate launch` with `launcher: accelerate` (`run_train`). The SFT set
+holds rendered prompt / completion pairs (one JSONL/parquet file, a list of shard files, or a
+directory of them); it is loaded with `datasets` (Arrow, memory-mapped, cached in the trainer's
+work directory), never as a Python list. Pairs are tokenized exactly as the sampler does (prompt ids
+from `sdp.stages.sample.encode_prompt`, then the completion's ids and EOS), and the loss covers the
+completion only (labels of prompt tokens are -100) unless the SFT config sets
+`completion_only_loss: false`. `SFTConfig` keyword arguments pass through from the config. With
+`lora`, peft adapters are trained and merged into the saved checkpoint, so every checkpoint is a
+plain model vLLM can load. With `kd`, the trainer is `sdp.distill.kd.KDSFTTrainer`.
+
+Several processes (DDP, FSDP, DeepSpeed): every rank trains; the checkpoint is written through
+`Trainer.save_model` (which gathers FSDP / ZeRO-3 shards) into one scratch directory, and only the
+main process finishes it and renames it into place, and writes the stats.
 
 Resume: the trainer's `output_dir` is the round's `trainer/` directory; if the SFT config
 saves checkpoints (`save_strategy: steps`) and a killed run left one, training resumes from
@@ -18,21 +24,129 @@ process alone.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
+import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sdp.rundir import atomic_replace_dir, atomic_write_json, fresh_tmp_dir, read_jsonl
+from sdp.launch.process import die_with_parent
+from sdp.rundir import atomic_replace_dir, atomic_write_json, fresh_tmp_dir
 from sdp.stages.sample import encode_prompt
-from sdp.launch.process import die_with_parent, load_job
 
 logger = logging.getLogger(__name__)
 
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+SFT_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What one run of the train stage needs; the JSON file `python -m sdp.stages.train` reads."""
+
+    init_model: str = field(metadata={"help": "Model (path) the round trains from."})
+    sft_path: str | list[str] = field(
+        metadata={"help": "The SFT set: a JSONL/parquet file, a list of shard files, or a directory of them."}
+    )
+    output: str = field(metadata={"help": "Where the finished checkpoint lands (renamed into place)."})
+    work_dir: str = field(metadata={"help": "Trainer output_dir: its checkpoints (resume) and the datasets cache."})
+    stats: str = field(metadata={"help": "JSON file the stage's stats are written to."})
+    seed: int = field(default=0, metadata={"help": "Seed of the trainer, data order and LoRA init."})
+    sft_args: dict[str, Any] = field(default_factory=dict, metadata={"help": "trl.SFTConfig keyword arguments."})
+    lora: dict[str, Any] | None = field(default=None, metadata={"help": "peft.LoraConfig keyword arguments."})
+    kd: dict[str, Any] | None = field(default=None, metadata={"help": "sdp.distill.KDConfig keyword arguments."})
+    progress: bool = field(default=True, metadata={"help": "Show the trainer's progress bar."})
+    launcher: Literal["process", "accelerate"] = field(
+        default="process",
+        metadata={"help": "process: one child process; accelerate: `accelerate launch` with num_processes ranks."},
+    )
+    num_processes: int = field(default=1, metadata={"help": "Training processes under the accelerate launcher."})
+    accelerate_config: str | dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "accelerate config file, or its contents as a mapping (DDP, FSDP, DeepSpeed ZeRO-2/3), "
+            "passed to `accelerate launch --config_file`. None: DDP (configs/accelerate/multi_cpu.yaml on CPU)."
+        },
+    )
+    dtype: str = field(default="float32", metadata={"help": f"dtype the student is loaded in: {', '.join(DTYPES)}."})
+    teacher_dtype: str | None = field(
+        default=None, metadata={"help": "dtype of the KD teacher (None: the student's)."}
+    )
+    quantize: dict[str, Any] | None = field(
+        default=None, metadata={"help": "Reserved for quantization-aware distillation; accepted, not used yet."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.launcher not in ("process", "accelerate"):
+            raise ValueError(f"launcher must be 'process' or 'accelerate', got {self.launcher!r}")
+        if not isinstance(self.num_processes, int) or self.num_processes < 1:
+            raise ValueError(f"num_processes must be a positive integer, got {self.num_processes!r}")
+        for name in ("dtype", "teacher_dtype"):
+            value = getattr(self, name)
+            if value is not None and value not in DTYPES:
+                raise ValueError(f"{name} must be one of {DTYPES}, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "train job") -> TrainJob:
+        """A job from a mapping; unknown or missing fields are errors naming `source` and the field."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {unknown}; known: {sorted(names)}")
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [n for n in required if n not in data]
+        if missing:
+            raise ValueError(f"{source}: missing field(s) {missing}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: {err}") from err
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainJob:
+        """Read a job file written by `to_json`."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: line {err.lineno}: not JSON ({err.msg})") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a train job is a JSON object, got {type(data).__name__}")
+        return cls.from_dict(data, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the job file (atomically) and return its path."""
+        atomic_write_json(path, self.to_dict())
+        return Path(path)
+
+
+def run_train(job: TrainJob, job_path: str | Path) -> dict[str, Any]:
+    """Run the train stage in child process(es) per `job.launcher`; return the stats it wrote."""
+    from sdp.launch.process import run_stage
+
+    if job.launcher == "accelerate":
+        from sdp.launch.accelerate import accelerate_launch
+
+        job.to_json(job_path)
+        accelerate_launch("sdp.stages.train", job_path, job.num_processes, job.accelerate_config)
+    else:
+        run_stage("sdp.stages.train", job.to_dict(), job_path)
+    return json.loads(Path(job.stats).read_text())
+
 
 def tokenize_pairs(
-    tokenizer: Any, pairs: list[dict], completion_only: bool = True
+    tokenizer: Any, pairs: Sequence[Mapping[str, Any]], completion_only: bool = True
 ) -> dict[str, list[list[int]]]:
     """input_ids / labels columns for SFTTrainer (already processed, so TRL does not re-tokenize)."""
     input_ids, labels = [], []
@@ -46,53 +160,181 @@ def tokenize_pairs(
     return {"input_ids": input_ids, "labels": labels}
 
 
+def sft_files(sft_path: str | Sequence[str]) -> list[str]:
+    """The non-empty files of an SFT set given as a file, a list of files, or directories of shards."""
+    paths = [sft_path] if isinstance(sft_path, (str, Path)) else list(sft_path)
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.iterdir() if f.suffix in SFT_SUFFIXES and not f.name.startswith(".")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"SFT set {p} does not exist")
+    kinds = {f.suffix == ".parquet" for f in files}
+    if len(kinds) > 1:
+        raise ValueError(f"SFT set {sft_path}: mixes parquet and JSON files; use one format")
+    return [str(f) for f in files if f.stat().st_size > 0]
+
+
+def _first_bad_line(files: Sequence[str]) -> str:
+    """Where a JSONL SFT set stops being valid (only called after `datasets` failed on it)."""
+    for name in files:
+        with open(name, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    return f"{name}: line {lineno}: not JSON ({err.msg})"
+                for key in ("prompt", "completion"):
+                    if not isinstance(record, dict) or not isinstance(record.get(key), str):
+                        return f"{name}: line {lineno}: field {key!r} missing or not a string"
+    return f"{', '.join(files)}: could not be read as one table (do the records share their fields' types?)"
+
+
+def load_sft(sft_path: str | Sequence[str], cache_dir: str | Path) -> Any:
+    """The SFT set as a memory-mapped `datasets.Dataset` (Arrow files under `cache_dir`)."""
+    from datasets import load_dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    files = sft_files(sft_path)
+    if not files:
+        raise ValueError(f"SFT set {sft_path}: no examples (every file is empty)")
+    parquet = files[0].endswith(".parquet")
+    try:
+        dataset = load_dataset(
+            "parquet" if parquet else "json",
+            data_files=files,
+            split="train",
+            cache_dir=str(cache_dir),
+            keep_in_memory=False,
+        )
+    except DatasetGenerationError as err:
+        where = f"{', '.join(files)}: {err.__cause__ or err}" if parquet else _first_bad_line(files)
+        raise ValueError(f"bad SFT set: {where}") from err
+    missing = {"prompt", "completion"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"SFT set {', '.join(files)}: records lack field(s) {sorted(missing)}")
+    for key in ("prompt", "completion"):
+        column = dataset.data.column(key)  # Arrow, memory-mapped: counting nulls reads no Python objects
+        if getattr(dataset.features[key], "dtype", None) not in ("string", "large_string") or column.null_count:
+            raise ValueError(f"bad SFT set: {_first_bad_line(files)}")
+    return dataset
+
+
+def tokenize_sft(dataset: Any, tokenizer: Any, completion_only: bool, fingerprint_key: str) -> Any:
+    """Tokenized input_ids / labels columns; deterministic fingerprint so other ranks reuse the cache."""
+
+    def columns(batch: dict[str, list], indices: list[int]) -> dict[str, list[list[int]]]:
+        for key in ("prompt", "completion"):
+            for i, value in zip(indices, batch[key], strict=True):
+                if not isinstance(value, str):
+                    raise ValueError(f"SFT example {i}: field {key!r} is {type(value).__name__}, not a string")
+        pairs = [{"prompt": p, "completion": c} for p, c in zip(batch["prompt"], batch["completion"], strict=True)]
+        return tokenize_pairs(tokenizer, pairs, completion_only)
+
+    fingerprint = hashlib.sha256(
+        f"{dataset._fingerprint}\x1f{fingerprint_key}\x1f{completion_only}".encode()
+    ).hexdigest()[:32]
+    return dataset.map(
+        columns,
+        batched=True,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        new_fingerprint=fingerprint,
+        desc="tokenizing the SFT set",
+    )
+
+
 def _last_trainer_checkpoint(work_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
 
 
-def train(job: Mapping[str, Any]) -> dict[str, Any]:
-    """Train per the job and save the checkpoint atomically; return stats for the manifest."""
+def _torch_dtype(name: str) -> Any:
     import torch
-    from datasets import Dataset
+
+    return name if name == "auto" else getattr(torch, name)
+
+
+def _final_loss(log_history: Sequence[Mapping[str, Any]]) -> float | None:
+    # Logged losses are averaged over all ranks by the Trainer; train_loss mixes in the local tail.
+    losses = [float(e["loss"]) for e in log_history if "loss" in e]
+    return losses[-1] if losses else None
+
+
+def _save_checkpoint(trainer: Any, job: TrainJob, tokenizer: Any) -> None:
+    """Gather (FSDP / ZeRO-3) and save through the trainer; the main process finishes and renames."""
+    output = Path(job.output)
+    # One scratch path for all ranks: save_model is collective under ZeRO-3 and FSDP.
+    scratch = output.parent / f".{output.name}.tmp-save"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(scratch, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(scratch))
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.is_world_process_zero():
+        return
+    (scratch / "training_args.bin").unlink(missing_ok=True)
+    final = scratch
+    if job.lora:
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        # Merge from the saved adapter, so it works whether or not the trained weights were sharded.
+        base = AutoModelForCausalLM.from_pretrained(job.init_model, dtype=_torch_dtype(job.dtype))
+        merged = PeftModel.from_pretrained(base, str(scratch)).merge_and_unload()
+        final = fresh_tmp_dir(output.parent, output.name)
+        merged.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+        shutil.rmtree(scratch, ignore_errors=True)
+    atomic_replace_dir(final, output)
+
+
+def train(job: TrainJob | Mapping[str, Any]) -> dict[str, Any]:
+    """Train per the job and save the checkpoint atomically; return stats (on every rank)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    pairs = read_jsonl(job["sft_path"])
-    output = Path(job["output"])
-    work_dir = Path(job["work_dir"])
-    sft_args = dict(job.get("sft_args") or {})
+    if not isinstance(job, TrainJob):
+        job = TrainJob.from_dict(job)
+    work_dir = Path(job.work_dir)
+    sft_args = dict(job.sft_args or {})
     completion_only = bool(sft_args.pop("completion_only_loss", True) is not False)
-    sft_args.setdefault("seed", int(job["seed"]))
-    sft_args.setdefault("data_seed", int(job["seed"]))
-    sft_args.setdefault("disable_tqdm", not job.get("progress", True))
+    sft_args.setdefault("seed", int(job.seed))
+    sft_args.setdefault("data_seed", int(job.seed))
+    sft_args.setdefault("disable_tqdm", not job.progress)
     sft_args.setdefault("use_cpu", not torch.cuda.is_available())
-    tokenizer = AutoTokenizer.from_pretrained(job["init_model"])
+    # Building the arguments sets up the distributed state, which main_process_first needs.
+    args = SFTConfig(output_dir=str(work_dir), completion_only_loss=completion_only, **sft_args)
+    tokenizer = AutoTokenizer.from_pretrained(job.init_model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dataset = Dataset.from_dict(tokenize_pairs(tokenizer, pairs, completion_only))
+    with args.main_process_first(local=False, desc="SFT set"):
+        raw = load_sft(job.sft_path, work_dir / "datasets")
+        dataset = tokenize_sft(raw, tokenizer, completion_only, job.init_model)
     # Seed before the model is built: LoRA initialisation draws random numbers.
     torch.manual_seed(int(sft_args["seed"]))
-    model = AutoModelForCausalLM.from_pretrained(job["init_model"], dtype=torch.float32)
-    args = SFTConfig(output_dir=str(work_dir), completion_only_loss=completion_only, **sft_args)
-    kwargs: dict[str, Any] = {
-        "model": model,
-        "args": args,
-        "train_dataset": dataset,
-        "processing_class": tokenizer,
-    }
-    if job.get("lora"):
+    model = AutoModelForCausalLM.from_pretrained(job.init_model, dtype=_torch_dtype(job.dtype))
+    kwargs: dict[str, Any] = {"model": model, "args": args, "train_dataset": dataset, "processing_class": tokenizer}
+    if job.lora:
         from peft import LoraConfig
 
-        kwargs["peft_config"] = LoraConfig(**job["lora"])
+        kwargs["peft_config"] = LoraConfig(**job.lora)
     trainer_cls = SFTTrainer
-    kd = job.get("kd")
-    if kd:
+    if job.kd:
         from sdp.distill.kd import KDConfig, KDSFTTrainer
 
         trainer_cls = KDSFTTrainer
-        kwargs.update(KDConfig(**kd).trainer_kwargs())
+        kwargs.update(KDConfig(**job.kd).trainer_kwargs())
+        if job.teacher_dtype is not None:
+            kwargs["teacher_model"] = AutoModelForCausalLM.from_pretrained(
+                kwargs["teacher_model"], dtype=_torch_dtype(job.teacher_dtype)
+            )
     trainer = trainer_cls(**kwargs)
     resume = _last_trainer_checkpoint(work_dir)
     if resume:
@@ -100,27 +342,32 @@ def train(job: Mapping[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    trained = trainer.model
-    if job.get("lora"):
-        trained = trained.merge_and_unload()
-    tmp = fresh_tmp_dir(output.parent, output.name)
-    trained.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    atomic_replace_dir(tmp, output)
+    _save_checkpoint(trainer, job, tokenizer)
     return {
-        "examples": len(pairs),
+        "examples": len(raw),
         "steps": int(result.global_step),
         "train_loss": float(result.training_loss),
+        "final_loss": _final_loss(trainer.state.log_history),
         "train_seconds": round(seconds, 3),
+        "processes": int(trainer.accelerator.num_processes),
         "resumed_from": resume,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    from accelerate import PartialState
+
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    job = load_job(argv)
-    atomic_write_json(job["stats"], train(job))
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit(f"usage: python -m sdp.stages.train JOB.json (got {args})")
+    job = TrainJob.from_json(args[0])
+    stats = train(job)
+    if PartialState().is_main_process:
+        atomic_write_json(job.stats, stats)
 
 
 if __name__ == "__main__":
