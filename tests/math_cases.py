@@ -34,7 +34,8 @@ CASES: list[Case] = [
     _C("\\frac{3}{4}", "Putting it together, the probability is $\\boxed{\\dfrac{3}{4}}$.", True, "extraction"),
     _C("\\frac{3}{4}", "Computing the ratio: $\\boxed{\\frac{3}{\\left(4\\right)}}$", True, "extraction"),
     _C("{5}", "So we get \\boxed{{5}}.", True, "extraction"),
-    _C("7", "Let me think step by step. 3 + 4 = 7", False, "no_answer"),
+    _C("7", "Let me think step by step. 3 + 4 = 7", True, "plain"),  # the last sentence's chain ends in 7
+    _C("7", "Let me think step by step. 3 + 4 =", False, "no_answer"),
     _C("7", "The computation is long and I could not finish it.", False, "no_answer"),
     _C("7", "So the answer is \\boxed{7", False, "no_answer"),
     _C("7", "", False, "no_answer"),
@@ -72,7 +73,7 @@ CASES: list[Case] = [
     _C("0.5", _boxed("\\frac{1}{2}"), True, "decimal"),
     _C("\\frac{1}{3}", _boxed("0.33"), False, "decimal"),
     _C("\\frac{1}{3}", _boxed("0.333"), False, "decimal"),
-    _C("\\frac{1}{3}", _boxed("0.3333333333"), True, "decimal"),
+    _C("\\frac{1}{3}", _boxed("0.3333333333"), False, "decimal"),  # a rational gold needs the exact value
     _C("\\frac{2}{3}", _boxed("0.67"), False, "decimal"),
     _C("0.75", _boxed("\\frac{3}{4}"), True, "decimal"),
     _C("0.\\overline{3}", _boxed("\\frac{1}{3}"), True, "decimal"),
@@ -83,7 +84,9 @@ CASES: list[Case] = [
     _C("1:2", _boxed("2:1"), False, "frac"),
     _C("0.75", _boxed("0.750"), True, "decimal"),
     _C("0.75", _boxed(".75"), True, "decimal"),
-    _C("3.14", _boxed("\\pi"), False, "decimal"),
+    _C("3.14", _boxed("\\pi"), True, "decimal"),  # an irrational answer rounds to the decimal gold's digits
+    _C("3.14", _boxed("\\frac{22}{7}"), False, "decimal"),  # a rational one never does (3.142857...)
+    _C("3.15", _boxed("\\pi"), False, "decimal"),
     _C("\\pi", _boxed("3.14"), False, "decimal"),
     _C("\\pi", _boxed("3.14159265359"), True, "decimal"),
     _C("\\sqrt{2}", _boxed("1.41"), False, "decimal"),
@@ -242,6 +245,93 @@ CASES: list[Case] = [
     _C("2", _boxed("\\pm 2"), False, "hedge"),
     _C("5", _boxed("5, 5"), False, "hedge"),
     _C("2, 3", "The two solutions are \\boxed{2} and \\boxed{3}.", True, "hedge"),
+    # --- which statement is final: the last one, whatever its form ----------------------------------
+    _C("21", "So the answer is 18.\n\nWait, I dropped the 3 extra chairs: 18 + 3 = 21.\n#### 21", True, "final"),
+    _C("18", "So the answer is 18.\n\nWait, I dropped the 3 extra chairs: 18 + 3 = 21.\n#### 21", False, "final"),
+    _C("30", "#### 24\n\nCorrection: I forgot the 6 in the second crate, so the answer is 30.", True, "final"),
+    _C("24", "#### 24\n\nCorrection: I forgot the 6 in the second crate, so the answer is 30.", False, "final"),
+    _C("11", "I first wrote \\boxed{9}, but counting again the answer is 11.", True, "final"),
+    _C("45", "One side is $3^2 = \\boxed{9}$ cm long, and there are 5 sides, so the total is 9 \\cdot 5 = 45.", True, "final"),
+    _C("9", "One side is $3^2 = \\boxed{9}$ cm long, and there are 5 sides, so the total is 9 \\cdot 5 = 45.", False, "final"),
+    _C("9", "Hence $x = \\boxed{9}$.\n\nChecking: substituting back gives a true statement.", True, "final"),
+    _C("14", "(Remember to put the final answer in \\boxed{}.)\n\nThe pens cost 2 * 7 = 14 dollars.\nThe answer is 14.", True, "final"),
+    _C("14", "I will write my result as \\boxed{answer}.\n\n2 * 7 = 14\n\nFinal answer: 14", True, "final"),
+    _C("14", "Write the answer in \\boxed{\\text{your answer}}. So the answer is \\boxed{14}.", True, "final"),
+    _C("8", "**Answer:** 8", True, "final"),
+    _C("8", "**Final Answer:** 8 cookies", True, "final"),
+    _C("8", "Answer:\n8", True, "final"),
+    _C("8", "The final answer is **8**.", True, "final"),
+    _C("8", "The final answer is **9**.", False, "final"),
+    _C("8", "\\boxed{8}\n\nSo the answer is correct.", True, "final"),
+    # --- hedging: several distinct candidates in the final statement ---------------------------------
+    _C("6", "The answer is $6$ or $7$.", False, "hedge"),
+    _C("7", "The answer is $6$ or $7$.", False, "hedge"),
+    _C("6", _boxed("6 \\text{ (or 7)}"), False, "hedge"),
+    _C("6", _boxed("6 \\text{ (or possibly 7 if the ends count)}"), False, "hedge"),
+    _C("6", "The candidates are\n\\boxed{6}\n\\boxed{7}", False, "hedge"),
+    _C("7", "The candidates are\n\\boxed{6}\n\\boxed{7}", False, "hedge"),
+    _C("7", "1. \\boxed{6}\n2. \\boxed{7}", False, "hedge"),
+    _C("6", "\\boxed{6} or perhaps \\boxed{7}", False, "hedge"),
+    _C("7", "\\boxed{6} or perhaps \\boxed{7}", False, "hedge"),
+    _C("2, 3", "\\boxed{2} or possibly \\boxed{3}", False, "hedge"),  # a tentative list is still a hedge
+    _C("A", "The answer is (A) (or possibly (E)).", False, "hedge"),
+    _C("E", "The answer is (A) (or possibly (E)).", False, "hedge"),
+    _C("B", _boxed("B \\text{ or } D"), False, "hedge"),
+    _C("B", _boxed("\\text{(B) or (D)}"), False, "hedge"),
+    _C("B", "The answer is either B or D.", False, "hedge"),
+    _C("5", "\\boxed{5}\n\n\\boxed{5}", True, "hedge"),  # the same box repeated is one answer
+    _C("-1, 2", "The solutions are \\boxed{-1} and \\boxed{2}.", True, "hedge"),
+    # --- exact means exact --------------------------------------------------------------------------
+    _C("3000000", _boxed("3000000.5"), False, "exact"),
+    _C("3000000", _boxed("2999999.9999"), False, "exact"),
+    _C("3000000", _boxed("3000000.0"), True, "exact"),
+    _C("\\frac{7}{4}", _boxed("1.75"), True, "exact"),
+    _C("\\frac{7}{4}", _boxed("1.7500001"), False, "exact"),
+    _C("\\frac{5}{7}", _boxed("0.714285714"), False, "exact"),
+    _C("0.4", _boxed("\\frac{2}{5}"), True, "exact"),
+    _C("0.4", _boxed("0.40"), True, "exact"),
+    _C("0.4", _boxed("0.4000001"), False, "exact"),
+    _C("0.4", _boxed("\\frac{3}{7}"), False, "exact"),
+    _C("1.73", _boxed("\\sqrt{3}"), True, "exact"),
+    _C("1.74", _boxed("\\sqrt{3}"), False, "exact"),
+    _C("\\sqrt{3}", _boxed("1.7320508"), True, "exact"),  # a decimal for an irrational gold: rel_tol
+    _C("\\frac{7}{2}", _boxed("3\\frac12"), True, "mixed"),
+    _C("\\frac{7}{2}", _boxed("3 \\frac{1}{2}"), True, "mixed"),
+    _C("\\frac{3}{2}", _boxed("3\\frac12"), False, "mixed"),  # not the product 3 * 1/2
+    _C("-\\frac{9}{4}", _boxed("-2\\frac14"), True, "mixed"),
+    _C("\\frac{x^2}{2}", _boxed("x^2\\frac{1}{2}"), True, "mixed"),  # an exponent is not a whole part
+    _C("\\frac{1}{4}", _boxed("\\frac{1}{2}\\frac{1}{2}"), True, "mixed"),
+    # --- plain endings that are right (and wrong ones rejected) -------------------------------------
+    _C("15", "She had 20 stickers and gave away 5. So she has 15 stickers.", True, "plain"),
+    _C("15", "She had 20 stickers and gave away 5. So she has 16 stickers.", False, "plain"),
+    _C("15", "Three notebooks at $5 each, which costs $15 in total.", True, "plain"),
+    _C("15", "He walks 20 - 5 = 15 blocks.", True, "plain"),
+    _C("15", "So he has 15 apples, which is 3 more than 12.", False, "plain"),  # two numbers: no answer
+    _C("15", "He bought 3 packs of 5.", False, "plain"),
+    _C("15", "So he has 15 apples.\n\nI hope this helps!", True, "plain"),
+    _C("15", "The total is 3 * 5", False, "plain"),  # an unfinished computation states nothing
+    _C("\\frac{3}{4}", "So she ate 3 of the 4 slices.", False, "plain"),  # non-integer golds: no rule
+    _C("x^2", "So the area is 4.", False, "plain"),  # symbolic gold: the rule is off
+    _C("15", "the answer is 15, not 16", True, "plain"),
+    _C("16", "the answer is 15, not 16", False, "plain"),
+    _C("15", "The answer is 15 (not 16).", True, "plain"),
+    _C("15", "the answer is 20 - 5 = 15", True, "plain"),
+    _C("15", "the answer is 20 - 5 = 16", False, "plain"),
+    _C("15", _boxed("20 - 5 = 15"), True, "plain"),
+    _C("15", _boxed("\\color{red}{15}"), True, "styling"),
+    _C("15", _boxed("{\\color{red} 15}"), True, "styling"),
+    _C("15", _boxed("\\textcolor{red}{15}"), True, "styling"),
+    _C("15", _boxed("\\textcolor{red}{16}"), False, "styling"),
+    _C("2500", _boxed("2.5e3"), True, "notation"),
+    _C("0.00025", _boxed("2.5E-4"), True, "notation"),
+    _C("2500", _boxed("2.6e3"), False, "notation"),
+    _C("3e", _boxed("3e"), True, "notation"),  # e the constant, not an exponent marker
+    _C("\\sqrt{2}", _boxed("\\sqrt{2} \\approx 1.414"), True, "notation"),
+    _C("\\sqrt{3}", _boxed("\\sqrt{2} \\approx 1.732"), False, "notation"),  # the exact part counts
+    _C("\\sqrt{2}", _boxed("x \\approx 1.414"), False, "notation"),  # only an approximation
+    _C("{1, 2}", _boxed("\\{2, 1\\}"), True, "notation"),
+    _C("{1, 2}", _boxed("\\{1, 3\\}"), False, "notation"),
+    _C("{1, 2}", _boxed("1, 2"), True, "notation"),
     # --- false-positive traps of other graders ---------------------------------------------------
     _C("\\frac{1}{2004!}", _boxed("\\frac{1}{2006!}"), False, "trap"),
     _C("\\frac{1}{2004!}", _boxed("\\frac{1}{2004!}"), True, "trap"),

@@ -1,4 +1,9 @@
-"""The math verifier against its regression table, plus its time bound and process safety."""
+"""The math verifier against its regression table, plus its time bound and process safety.
+
+No assertion here depends on how loaded the machine is: the time bound is checked through
+what the verifier does at its limit (the verdict is "cannot verify" and the sympy child is
+killed and replaced), with wall-clock time only as a generous safety bound.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,13 @@ import pytest
 
 from tests.math_cases import CASES, Case
 from verifiers._math_extract import extract_answer
-from verifiers.math_verifier import HEDGE, MathVerifier
+from verifiers.math_verifier import HEDGE, TIMEOUT, MathVerifier
 
-# A true identity whose proof needs a degree-40 expansion in four variables: seconds of sympy.
+# A true identity whose proof needs a degree-40 expansion in four variables: seconds of sympy
+# on an idle machine, so it cannot finish within the limit, and more load only slows it.
 SLOW_GOLD = "((a+b+c)^2-d^2)^{20}"
 SLOW_PRED = "\\boxed{(a+b+c+d)^{20}(a+b+c-d)^{20}}"
+SAFETY_S = 60.0  # only catches a hang; the limit itself is asserted through the verdict
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +39,7 @@ def test_table_covers_every_category():
         "extraction", "no_answer", "frac", "mixed", "decimal", "thousands", "money", "units", "degrees",
         "percent", "equation", "choice", "wrappers", "text", "symbolic", "constants", "complex",
         "infinity", "interval", "set", "tuple", "matrix", "hedge", "trap", "pathological", "unverifiable",
+        "final", "plain", "exact", "styling", "notation",
     ):
         assert counts[category] >= 1, category
     assert {case.expected for case in CASES} == {True, False, None}
@@ -55,6 +63,22 @@ def test_case(verifier: MathVerifier, case: Case):
         ("nothing to see", None),
         ("\\boxed{2} or \\boxed{3}", "2, 3"),
         ("\\boxed{2}\n\nLater: \\boxed{3}", "3"),
+        # the last statement wins, whatever its form
+        ("The answer is 4.\nNo wait, 2 + 3 = 5.\n#### 5", "5"),
+        ("#### 4\nOn reflection the answer is 5.", "5"),
+        ("\\boxed{4}, and so the final answer is: 5", "5"),
+        ("Put the result in \\boxed{}. The answer is 5.", "5"),
+        ("\\boxed{\\text{your answer}} ... \\boxed{5}", "5"),
+        ("**Answer:** 5", "5"),
+        ("The final answer is **5**.", "5"),
+        ("Answer:\n\n5\n", "5"),
+        ("The answer is 5, not 6.", "5"),
+        ("The answer is $5$ or $6$.", "$5$ or $6$"),
+        ("\\boxed{5}\n\\boxed{6}", "5, 6"),
+        ("\\boxed{5} or perhaps \\boxed{6}", "5 or perhaps 6"),
+        ("\\boxed{5}\n\n\\boxed{5}", "5"),
+        ("So he has 15 marbles.", None),  # plain endings only with plain=True
+        ("The final answer is \\boxed{}.", None),
     ],
 )
 def test_extracted_answer_is_reported(completion: str, answer: str | None):
@@ -82,24 +106,31 @@ def test_gold_and_completion_types(verifier: MathVerifier):
     assert verifier.verify({"answer": True}, "\\boxed{1}").ok is None
 
 
-def test_slow_symbolic_check_times_out_and_worker_recovers(verifier: MathVerifier):
+def test_slow_symbolic_check_is_unverifiable_and_worker_recovers(verifier: MathVerifier):
+    verifier.warmup()
+    pid = verifier._worker._proc.pid
     start = time.monotonic()
     verdict = verifier.verify({"answer": SLOW_GOLD}, SLOW_PRED)
-    elapsed = time.monotonic() - start
-    assert verdict.ok is False and verdict.reason == "timeout"
-    # The child process is killed at the limit; the slack covers a loaded 2-core machine.
-    assert elapsed < verifier.timeout + 2.0
+    assert time.monotonic() - start < SAFETY_S
+    # cannot verify (dropped downstream), not "wrong": the identity is in fact true
+    assert verdict.ok is None and verdict.reason == TIMEOUT, verdict
+    assert verifier._worker._proc.pid != pid  # the overrunning child was killed and replaced
     # the replacement worker proves the next identity
     assert verifier.verify({"answer": "\\frac{\\sqrt{3}}{3}"}, "\\boxed{\\frac{1}{\\sqrt3}}").ok is True
 
 
 def test_timeout_option_is_honoured():
+    # The same proof that one verifier may finish is cut off by a shorter limit: the limit
+    # is the verifier's, not a property of the machine.
     short = MathVerifier(timeout=0.2)
     short.warmup()
     try:
+        pid = short._worker._proc.pid
         start = time.monotonic()
-        assert short.verify({"answer": SLOW_GOLD}, SLOW_PRED).reason == "timeout"
-        assert time.monotonic() - start < 0.2 + 2.0
+        verdict = short.verify({"answer": SLOW_GOLD}, SLOW_PRED)
+        assert time.monotonic() - start < SAFETY_S
+        assert verdict.ok is None and verdict.reason == TIMEOUT, verdict
+        assert short._worker._proc.pid != pid
     finally:
         short.close()
 
@@ -129,10 +160,13 @@ def test_picklable_and_usable_after_unpickling(verifier: MathVerifier):
 
 
 def test_rel_tol_option():
+    # rel_tol is for decimals against irrational golds; rational golds stay exact
     loose = MathVerifier(rel_tol=1e-2)
     try:
-        assert loose.verify({"answer": "\\frac{1}{3}"}, "\\boxed{0.333}").ok is True
-        assert loose.verify({"answer": "\\frac{1}{3}"}, "\\boxed{1/3.1}").ok is False
+        assert loose.rel_tol == 1e-2 and loose.config.rel_tol == 1e-2
+        assert loose.verify({"answer": "\\pi"}, "\\boxed{3.14}").ok is True
+        assert loose.verify({"answer": "\\pi"}, "\\boxed{3.2}").ok is False
+        assert loose.verify({"answer": "\\frac{1}{3}"}, "\\boxed{0.333}").ok is False
     finally:
         loose.close()
 

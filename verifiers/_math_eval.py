@@ -119,9 +119,25 @@ def has_decimal(node: Any) -> bool:
     """Whether a decimal literal (an approximation) occurs in the node."""
     if isinstance(node, tuple):
         if node and node[0] == "num":
-            return node[2]
+            return bool(node[2])
         return any(has_decimal(child) for child in node)
     return False
+
+
+def decimal_places(node: Node) -> int | None:
+    """The digits after the point of a decimal literal (``-18.90`` -> 2), else None.
+
+    ``x / 100`` adds two (a percent gold ``33.3\\%`` is 0.333 to three places).
+    """
+    tag = node[0]
+    if tag == "num":
+        return node[2] or None
+    if tag == "neg":
+        return decimal_places(node[1])
+    if tag == "/" and node[2][0] == "num" and node[2][1] == 100:
+        inner = decimal_places(node[1])
+        return None if inner is None else inner + 2
+    return None
 
 
 def symbols(node: Any) -> set[str]:

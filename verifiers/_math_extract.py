@@ -1,26 +1,77 @@
 """Find the final answer in a chain-of-thought completion.
 
-Order of preference: the last ``\\boxed{...}``/``\\fbox{...}`` (with balanced braces, and
-neighbouring boxes on the same line joined, so that ``\\boxed{2} or \\boxed{3}`` reads as
-the hedge it is), then "the answer is X", then a GSM8K ``#### X`` line. All scans are
-linear in the completion's length (no backtracking regex over model output).
+Rule: the completion's *last* final-answer statement wins, whatever its form: a
+``\\boxed{...}``/``\\fbox{...}`` (boxes side by side, or one per line, form one statement, so
+``\\boxed{2} or \\boxed{3}`` reads as the hedge it is), "the answer is X", "Final answer: X",
+``**Answer:** X``, or a GSM8K ``#### X`` line. Empty boxes and echoed instructions ("put the
+answer in \\boxed{}") are not statements. With ``plain=True`` (numeric golds, the
+last-sentence rule on) two more rules apply: a box that is only the value of an equation in
+the reasoning (``4^2 = \\boxed{16}``) loses to a later concluding sentence ("so the total is
+48"), and a completion with no statement at all is read by its last sentence ("So he has 15
+marbles."). All scans are linear in the completion's length (no backtracking regex over
+model output).
 """
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
-# Text between two boxes that still makes them one answer ("2, 3", "2 or 3", "x=1 and y=2").
-_JOINER = re.compile(r"^[\s,;$]*(?:\\text\{\s*|\\quad|\\qquad|\\,)*\s*(?:or|and|,)?\s*\}?[\s,;$]*$")
 # Final answers sit at the end; a megabyte completion is only scanned this far back.
 WINDOW = 20_000
+_TAIL = 4000  # markers, #### lines and sentences are looked for this far back
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
 _BRACES = re.compile(r"\\.|[{}]", re.DOTALL)
-_ANSWER_IS = re.compile(r"(?:final\s+answer|answer)\s*(?:is|:)\s*:?", re.IGNORECASE)
+_MARKER = re.compile(
+    r"(?:\*\*|__)?\b(?:final\s+answer|answer)(?:\s+to\s+(?:the|this)\s+(?:problem|question))?"
+    r"\s*(?:\*\*|__)?\s*(?:is\b|:)\s*(?:\*\*|__)?:?",
+    re.IGNORECASE,
+)
+# Words that may stand between boxes of one statement ("2, 3", "2 or perhaps 3", a box per line).
+_JOIN_WORDS = {"or", "and", "perhaps", "possibly", "maybe", "alternatively", "else", "also", "even"}
+_TENTATIVE = {"perhaps", "possibly", "maybe", "alternatively"}
+_JOIN_NOISE = re.compile(r"\\(?:text|mbox|textnormal)\s*\{|\\(?:quad|qquad)|\\[,;! ]|[{}$,;.:\-*\u2022]|\(\w\)|\d+[.)]")
+# A box holding nothing or a placeholder ("put the answer in \boxed{}"): an echoed instruction.
+_PLACEHOLDER = re.compile(
+    r"\s*(?:\\text\{\s*)?(?:(?:your|the|final|my)\s+)*(?:answer|result|number|\.\.\.|\\ldots|\\cdots|\?+)?"
+    r"(?:\s+here)?\s*\}?\s*",
+    re.IGNORECASE,
+)
+# What a marker's content must not start with: "the answer is correct", "answer: see below".
+_NOT_AN_ANSWER = re.compile(
+    r"(?:correct|right|wrong|incorrect|above|below|as follows|the following|given|in\b|within|"
+    r"inside|to be|that\b|required|boxed|consistent|verified|confirmed|reasonable|clear|obvious|"
+    r"shown|the same|unchanged|not\s+(?:correct|right|possible|defined)|$)",
+    re.IGNORECASE,
+)
+_FILLER = re.compile(
+    r"^(?:(?:indeed|therefore|thus|then|simply|just|now|clearly|actually|still|exactly|so|hence)\b[\s,]*)+",
+    re.IGNORECASE,
+)
+# "15, not 16", "15 (not 16)", "15 rather than 16": a negated alternative is not a second answer.
+_NEGATED = re.compile(
+    r"\s*\((?:and\s+)?not\s[^()]*\)|(?:,\s*|\s+)(?:and\s+)?(?:not|rather than|instead of)\s+[^,;]*$",
+    re.IGNORECASE,
+)
+_CUE = re.compile(r"\b(?:so|thus|therefore|hence|total|altogether|in all|overall|finally|sum)\b", re.I)
+_CLAUSE_SPLIT = re.compile(
+    r"[,;:]\s+|\s(?=(?:so|thus|therefore|hence|which|giving|making|meaning|then)\b)", re.I
+)
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\\?\$)?\d(?:\d|,\d{3})*(?:\.\d+)?(?:\s*\\?%)?(?![\w])")
 
 
-def _box_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, content) of every balanced box, scanning once left to right."""
+class _Statement(NamedTuple):
+    start: int
+    end: int
+    text: str
+    inline: bool = False  # a box that is the value of an equation in the reasoning
+
+
+def _box_spans(text: str) -> list[tuple[int, int, str]] | None:
+    """(start, end, content) of every balanced box, scanning once left to right.
+
+    None when a box is left unclosed: the completion was cut off before its answer closed.
+    """
     spans = []
     i = 0
     while True:
@@ -49,35 +100,156 @@ def _box_spans(text: str) -> list[tuple[int, int, str]]:
                     k = m.start()
                     break
         if k < 0:
-            return []  # unbalanced: the completion was cut off before its answer closed
+            return None
         spans.append((start, k + 1, text[j + 1 : k]))
         i = k + 1
 
 
-def extract_answer(completion: str) -> str | None:
-    """The final answer string of ``completion``, or None when it states none."""
-    completion = completion[-WINDOW:]
-    spans = _box_spans(completion)
-    if spans:
-        group = [spans[-1]]
-        for prev in reversed(spans[:-1]):
-            between = completion[prev[1] : group[0][0]]
-            if len(between) > 40 or "\n" in between or not _JOINER.match(between):
+def _joiner(between: str) -> str | None:
+    """The separator for two boxes of one statement ("," or "or perhaps"), else None."""
+    if len(between) > 60 or between.count("\n") > 2:
+        return None
+    words = _JOIN_NOISE.sub(" ", between).lower().split()
+    if any(w not in _JOIN_WORDS for w in words):
+        return None
+    return " or perhaps " if _TENTATIVE & set(words) else ", "
+
+
+def _box_statements(text: str, spans: list[tuple[int, int, str]]) -> list[_Statement]:
+    kept = [s for s in spans if not _PLACEHOLDER.fullmatch(s[2])]
+    found: list[_Statement] = []
+    k = len(kept) - 1
+    while k >= 0:
+        group = [kept[k]]
+        seps: list[str] = []
+        while k > 0:
+            sep = _joiner(text[kept[k - 1][1] : group[0][0]])
+            if sep is None:
                 break
-            group.insert(0, prev)
-        return ", ".join(content.strip() for _, _, content in group)
-    matches = list(_ANSWER_IS.finditer(completion[-4000:]))
-    if matches:
-        rest = completion[-4000:][matches[-1].end() :].strip()
-        line = rest.split("\n", 1)[0].strip()
-        dollar = re.fullmatch(r"\$+([^$]+)\$+.*", line)
-        # "5. I hope it is correct." ends the answer at the sentence's full stop
-        line = dollar.group(1) if dollar else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
-        if line:
-            return line.rstrip(". ")
-    for line in reversed(completion[-4000:].splitlines()):
-        stripped = line.strip()
-        if stripped.startswith("####"):
-            answer = stripped[4:].strip()
-            return answer or None
+            k -= 1
+            group.insert(0, kept[k])
+            seps.insert(0, sep)
+        k -= 1
+        parts, joined = [], ""
+        for n, (_, _, content) in enumerate(group):
+            content = content.strip()
+            if content in parts:
+                continue  # the same box repeated is one answer
+            joined += (seps[n - 1] if parts else "") + content
+            parts.append(content)
+        start = group[0][0]
+        before = text[max(0, start - 3) : start].rstrip(" $")
+        found.append(_Statement(start, group[-1][1], joined, before.endswith("=")))
+    return found
+
+
+def _sentence_end(text: str, i: int, limit: int = 500) -> int:
+    """Where the sentence starting at ``i`` ends: a full stop, ! or ? outside math, or a newline
+    (display math ``\\[ ... \\]`` and ``$$ ... $$`` may span lines)."""
+    math, n, stop = "", len(text), min(len(text), i + limit)
+    j = i
+    while j < stop:
+        ch = text[j]
+        if ch == "\\" and j + 1 < n:
+            pair = text[j : j + 2]
+            if pair in ("\\(", "\\[") and not math:
+                math = pair
+            elif (pair, math) in (("\\)", "\\("), ("\\]", "\\[")):
+                math = ""
+            j += 2
+            continue
+        if ch == "$":
+            tok = "$$" if text.startswith("$$", j) else "$"
+            math = "" if math == tok else (math or tok)
+            j += len(tok)
+            continue
+        if ch == "\n" and math in ("", "$", "\\("):
+            return j
+        if not math and ch in ".!?" and (j + 1 >= n or text[j + 1].isspace()):
+            return j
+        j += 1
+    return stop
+
+
+def _tidy(content: str) -> str:
+    content = content.strip().replace("**", "").replace("__", "")
+    content = _FILLER.sub("", content).strip()
+    content = _NEGATED.sub("", content).strip().rstrip(" .,;:").strip()
+    wrapped = re.fullmatch(r"\$+([^$]+)\$+|\\\((.+)\\\)", content, re.DOTALL)
+    return (wrapped.group(1) or wrapped.group(2)).strip() if wrapped else content
+
+
+def _marker_statements(text: str, base: int) -> list[_Statement]:
+    found = []
+    for m in _MARKER.finditer(text):
+        start = m.end()
+        if not text[start:].split("\n", 1)[0].strip():  # "Answer:" then the value on its own line
+            nxt = re.match(r"\s*\n\s*(?=\S)", text[start:])
+            start += nxt.end() if nxt else 0
+        end = _sentence_end(text, start)
+        raw = text[start:end]
+        if any(cmd in raw for cmd in _BOX_COMMANDS):
+            continue  # "the answer is \boxed{5}": the box is the statement
+        content = _tidy(raw)
+        if _NOT_AN_ANSWER.match(content):
+            continue
+        found.append(_Statement(base + m.start(), base + end, content))
+    return found
+
+
+def _hash_statements(text: str, base: int) -> list[_Statement]:
+    found = []
+    for m in re.finditer(r"^[ \t]*####[ \t]*(.*)$", text, re.MULTILINE):
+        content = _tidy(m.group(1))
+        if content:
+            found.append(_Statement(base + m.start(), base + m.end(), content))
+    return found
+
+
+def last_sentence_answer(text: str, *, need_cue: bool = False) -> str | None:
+    """The number a plain ending states ("So he has 15 marbles.", "... = 70,000."), if one.
+
+    The last sentence with a digit (of the last three), its last clause with a digit, the
+    value after that clause's last ``=``; exactly one number must be left (no operator), else
+    None. ``need_cue``: the sentence must conclude ("so", "total", "therefore", ...).
+    """
+    text = text[-_TAIL:].replace("**", "")
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+    for sentence in reversed(sentences[-3:]):
+        if not re.search(r"\d", sentence):
+            continue
+        if need_cue and not _CUE.search(sentence):
+            return None
+        sentence = _NEGATED.sub("", sentence.strip().rstrip(".!?"))
+        clauses = [c for c in _CLAUSE_SPLIT.split(sentence) if re.search(r"\d", c)]
+        if not clauses:
+            return None
+        value = clauses[-1].rsplit("=", 1)[-1]
+        numbers = {n.group().replace("\\$", "").replace("$", "") for n in _NUMBER.finditer(value)}
+        if len(numbers) != 1 or re.search(r"\d\s*[-+*/\u00d7^]\s*[\d(]|[-+*/=^(]\s*$", value):
+            return None
+        return numbers.pop()
     return None
+
+
+def extract_answer(completion: str, *, plain: bool = False) -> str | None:
+    """The final answer string of ``completion``, or None when it states none.
+
+    ``plain``: also read plain endings by their last sentence (see the module docstring);
+    meant for numeric gold answers only.
+    """
+    text = completion[-WINDOW:]
+    spans = _box_spans(text)
+    if spans is None:
+        return None
+    base = max(0, len(text) - _TAIL)
+    tail = text[base:]
+    statements = _box_statements(text, spans) + _marker_statements(tail, base) + _hash_statements(tail, base)
+    if not statements:
+        return last_sentence_answer(text) if plain else None
+    final = max(statements, key=lambda s: s.start)
+    if plain and final.inline:
+        later = last_sentence_answer(text[final.end :], need_cue=True)
+        if later is not None:
+            return later
+    return final.text or None

@@ -29,7 +29,7 @@ GREEK = {
 _UNICODE = {
     "π": "\\pi ", "∞": "\\infty ", "√": "\\sqrt ", "×": "\\times ", "·": "\\cdot ",
     "−": "-", "–": "-", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "∪": "\\cup ", "÷": "\\div ",
-    "°": "", "∅": "\\emptyset ",
+    "°": "", "∅": "\\emptyset ", "≈": "\\approx ",
 }
 _DROP = (
     "\\left", "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr", "\\big", "\\Big",
@@ -48,6 +48,17 @@ _UNIT_WORDS = re.compile(r"(?:\s+[a-zA-Z]{2,}\.?(?:\s*\^\s*\{?\d\}?)?)+\s*$")
 _REPEATING = re.compile(r"(\d*)\.(\d{0,20})\\overline\s*\{(\d{1,20})\}")
 _MAGNITUDES = re.compile(r"\b(?:hundred|thousand|million|billion|trillion|dozen|half|quarter)s?\b", re.I)
 _CHOICE = re.compile(r"\(?([A-E])\)?(?:[\s.:)].*)?")
+# Styling is not content: \color{red}{15}, {\color{red} 15}, \textcolor{red}{15}.
+_COLOR = re.compile(r"\\(?:textcolor|colorbox)\s*\{[^{}]*\}|\\color\s*\{[^{}]*\}")
+# 1.5e3, 2E-4: scientific notation (a digit must follow the e, so 3e and 3e^2 keep their e).
+_SCIENTIFIC = re.compile(r"(?<![\w.\\])(\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\w.])")
+# Words that make an answer tentative ("12 or perhaps 13"): several candidates, never a pass.
+_TENTATIVE = re.compile(r"\b(?:perhaps|possibly|maybe|probably)\b", re.I)
+# "12 (or 13)": an alternative in parentheses; the inner group allows one nested "(D)".
+_PAREN_ALT = re.compile(r"\(\s*(?:or|and)\s+((?:[^()]|\([^()]*\))*)\)")
+_HEDGE_SIGNAL = re.compile(
+    r"\(\s*or\b|\b(?:perhaps|possibly|maybe|probably)\b|\beither\b.*\bor\b", re.I | re.S
+)
 
 
 def clean(answer: str) -> tuple[str, dict[str, bool]]:
@@ -55,12 +66,15 @@ def clean(answer: str) -> tuple[str, dict[str, bool]]:
     s = answer.strip()
     if len(s) > MAX_ANSWER_CHARS:
         raise ParseError(f"answer longer than {MAX_ANSWER_CHARS} characters")
-    flags = {"percent": False, "degrees": False, "dollars": False, "text": False}
+    flags = {"percent": False, "degrees": False, "dollars": False, "text": False, "tentative": False}
     for old, new in _UNICODE.items():
         s = s.replace(old, new)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("{,}", ",")
     for token in _DROP:
         s = s.replace(token, "")
+    s = _COLOR.sub("", s)
+    s = _exact_part(s)
+    s = _SCIENTIFIC.sub(r"(\1\\times 10^{\2})", s)
     s = _SPACES.sub(" ", s)
     s = _MATH_DELIMS.sub(" ", s)
     if "\\$" in s or "$" in s or re.search(r"\bdollars?\b", s):
@@ -81,7 +95,11 @@ def clean(answer: str) -> tuple[str, dict[str, bool]]:
     if re.search(r"\\?%\s*$", s):
         flags["percent"] = True
         s = re.sub(r"\\?%\s*$", "", s)
-    s = re.sub(r"\s+(?:or|and)\s+", ", ", s).strip().rstrip(".").strip()
+    s, n = _TENTATIVE.subn(" ", s)
+    flags["tentative"] = n > 0
+    s = re.sub(r"\beither\s+", "", s)
+    s = _PAREN_ALT.sub(r", \1", s)
+    s = re.sub(r"\s+(?:or|and)\s+|\s*,\s*(?:or|and)\s+", ", ", s).strip().rstrip(".").strip()
     if re.search(r"\s+per\s?cent\s*$", s):
         flags["percent"] = True
         s = re.sub(r"\s+per\s?cent\s*$", "", s)
@@ -115,11 +133,49 @@ def _text_repl(m: re.Match) -> str:
         return ", "
     if re.fullmatch(r"\(?[A-E]\)?", inner):
         return inner
+    # "12 \text{ (or 13)}" is a second answer, not a unit: text with a number or a joining
+    # word is kept (and then read as the hedge it is).
+    if re.search(r"\d|\b(?:or|and|perhaps|possibly|maybe)\b", inner):
+        return f" {inner} "
     return " "  # a unit such as \text{ cm}: meaningless for the value
 
 
-def choice_letter(answer: str) -> str | None:
-    """The multiple-choice letter an answer names ("C", "(C)", "\\text{(C) } 12"), if any."""
+def _exact_part(s: str) -> str:
+    """``\\sqrt{2} \\approx 1.414`` states the exact value first: keep that part.
+
+    When the left side is only a name (``x \\approx 1.414``) the approximation is the answer.
+    """
+    parts = re.split(r"\\(?:approx|simeq|thickapprox)(?![a-zA-Z])", s, maxsplit=1)
+    if len(parts) == 1:
+        return s
+    left, right = parts[0].strip(), parts[1].strip()
+    name = re.fullmatch(r"(?:[A-Za-z](?:_\{?\w+\}?)?|\\[a-zA-Z]+)\s*=?", left)
+    if not left or name or left.endswith("="):
+        return right
+    return re.sub(r"=\s*$", "", left).strip()
+
+
+def hedge_signal(answer: str) -> bool:
+    """Whether the answer's wording offers alternatives: "(or 13)", "perhaps", "either ... or"."""
+    return bool(_HEDGE_SIGNAL.search(answer))
+
+
+def choice_letters(answer: str) -> tuple[str, ...]:
+    """The multiple-choice letters an answer names, in order without repeats.
+
+    ``C``, ``(C)``, ``\\text{(C) } 12`` name one; ``B \\text{ or } C`` and ``(B) (or possibly
+    (D))`` name two (a hedge). Empty when the answer is not a choice.
+    """
     s, _ = clean(answer)
-    m = _CHOICE.fullmatch(s.strip())
-    return m.group(1) if m else None
+    letters: list[str] = []
+    for part in s.split(","):
+        m = _CHOICE.fullmatch(part.strip())
+        if m and m.group(1) not in letters:
+            letters.append(m.group(1))
+    return tuple(letters)
+
+
+def choice_letter(answer: str) -> str | None:
+    """The one multiple-choice letter an answer names, if it names exactly one."""
+    letters = choice_letters(answer)
+    return letters[0] if len(letters) == 1 else None

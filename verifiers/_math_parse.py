@@ -5,7 +5,8 @@ run in-process in microseconds and only the hard cases are shipped to the sympy 
 Nothing here calls ``eval``; every construct the parser accepts is listed below, and
 token counts and nesting are capped so that a hostile answer cannot stall it.
 
-Nodes: ("num", Fraction, is_decimal) ("sym", name) ("const", "pi"|"E"|"I"|"oo")
+Nodes: ("num", Fraction, places) with places the digits written after a decimal point (0 for an
+integer, so it doubles as "is a decimal") ("sym", name) ("const", "pi"|"E"|"I"|"oo")
 ("+"|"-"|"*"|"/"|"^", a, b) ("neg", a) ("!", a) ("sqrt", a, index|None) ("fn", name, args)
 ("abs"|"floor"|"ceil", a) ("binom", n, k); structures: ("tuple"|"set"|"list", items)
 ("interval", left_closed, a, b, right_closed) ("union", items) ("matrix", rows)
@@ -53,10 +54,24 @@ def parse_answer(answer: str) -> tuple[Node, dict[str, bool]]:
         if den and num < den:
             value = whole + Fraction(num, den)
             return ("num", -value if sign else value, False), flags
-    node = _Parser(_tokenize(s)).parse_top()
+    node = _Parser(_tokenize(_MIXED.sub(_mixed_repl, s))).parse_top()
     if flags["percent"]:
         node = ("pct", node)
     return node, flags
+
+
+# "2\\frac12", "3 \\frac{1}{4}": a whole number written against a proper fraction of literals is
+# a mixed number (5/2), not a product; not after ^, _, a letter, a digit or a brace (x^2\\frac12).
+_MIXED = re.compile(
+    r"(?<![\w^_.}\\])(\d+)\s*\\frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))"
+)
+
+
+def _mixed_repl(m: re.Match) -> str:
+    whole, num, den = int(m.group(1)), int(m.group(2) or m.group(3)), int(m.group(4) or m.group(5))
+    if not 0 < num < den:
+        return m.group()
+    return f"(\\frac{{{whole * den + num}}}{{{den}}})"
 
 
 def _tokenize(s: str) -> list[tuple[str, str]]:
@@ -282,8 +297,11 @@ class _Parser:
             if value == "(" or value == "[":
                 return self.bracketed(value)
             if value == "{":
-                self.i -= 1
-                return self.group("{", "}")
+                # "{5}" is a group; a bare-brace list "{1, 2}" is a set, as in \\{1, 2\\}
+                found = self.items("}")
+                if not found:
+                    raise ParseError("empty group")
+                return found[0] if len(found) == 1 else ("set", found)
             if value == "|":
                 self.abs_depth += 1
                 node = self.parse_expr()
@@ -398,4 +416,5 @@ class _Parser:
 def _number(text: str) -> Node:
     if not any(ch.isdigit() for ch in text):
         raise ParseError(f"not a number: {text!r}")
-    return ("num", Fraction(text), "." in text)
+    places = len(text) - text.index(".") - 1 if "." in text else 0
+    return ("num", Fraction(text), places)

@@ -1,15 +1,17 @@
 """The ``math`` verifier: final-answer equivalence, proved exactly or not accepted.
 
-Pipeline per check: extract the final answer (``_math_extract``), normalise and parse both
-answers into a small AST (``_math_normalize``, ``_math_parse``; cached), then compare: structure by structure
-(sets unordered, tuples ordered, interval ends, matrices), each scalar pair first by exact
-rational arithmetic in-process (``_math_eval``), then a float evaluation that can only *reject*, and only
-what is left (surds, symbolic identities) by sympy in a killable child process
-(``_math_sympy``). Decimals match exact values only within ``rel_tol`` (0.33 is not 1/3).
+Pipeline per check: extract the final answer (``_math_extract``: the last final-answer
+statement wins), normalise and parse both answers into a small AST (``_math_normalize``,
+``_math_parse``; cached), then compare: structure by structure (sets unordered, tuples
+ordered, interval ends, matrices), each scalar pair first by exact rational arithmetic
+in-process (``_math_eval``), then a float evaluation that can only *reject*, and only what is
+left (surds, symbolic identities) by sympy in a killable child process (``_math_sympy``).
+Policy choices (the last-sentence rule, exactness) are a frozen ``MathVerifyConfig``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import re
@@ -17,9 +19,10 @@ import time
 from fractions import Fraction
 from typing import Any, Mapping
 
+from verifiers._math_config import MathVerifyConfig
 from verifiers._math_extract import extract_answer
-from verifiers._math_eval import approx, exact, has_decimal, symbols
-from verifiers._math_normalize import ParseError, choice_letter, clean
+from verifiers._math_eval import approx, decimal_places, exact, has_decimal, symbols
+from verifiers._math_normalize import ParseError, choice_letters, clean, hedge_signal
 from verifiers._math_parse import Node, parse_answer
 from verifiers._math_sympy import SympyWorker, WorkerTimeout
 from verifiers.base import Verdict
@@ -30,6 +33,9 @@ _STRUCTURES = {
 _HUNDRED: Node = ("num", Fraction(100), False)
 _FLIPPED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "!=": "!="}
 HEDGE = "several answers given where one is expected"
+TIMEOUT = "timeout: cannot verify within the time limit"
+
+__all__ = ["HEDGE", "TIMEOUT", "MathVerifier", "MathVerifyConfig"]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -62,19 +68,32 @@ class MathVerifier:
     """Checks the completion's final answer against ``problem["answer"]``.
 
     Args:
-        timeout: seconds allowed per check (the symbolic part is killed past it).
-        rel_tol: relative tolerance when a decimal is compared with an exact value.
+        timeout: seconds allowed per check (the symbolic part is killed past it; the verdict
+            is then ``ok=None``, cannot verify).
+        rel_tol: shorthand for ``config.rel_tol`` (decimal answers against irrational golds).
+        config: the policy options (:class:`MathVerifyConfig`); default: the strict ones.
     """
 
     name = "math"
 
-    def __init__(self, *, timeout: float = 1.0, rel_tol: float = 1e-6) -> None:
+    def __init__(
+        self, *, timeout: float = 1.0, rel_tol: float | None = None, config: MathVerifyConfig | None = None
+    ) -> None:
+        config = config if config is not None else MathVerifyConfig()
+        if not isinstance(config, MathVerifyConfig):
+            raise TypeError(f"config must be a MathVerifyConfig, got {type(config).__name__}")
+        if rel_tol is not None:
+            config = dataclasses.replace(config, rel_tol=rel_tol)
         self.timeout = float(timeout)
-        self.rel_tol = float(rel_tol)
+        self.config = config
         self._worker: SympyWorker | None = None
 
+    @property
+    def rel_tol(self) -> float:
+        return self.config.rel_tol
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"timeout": self.timeout, "rel_tol": self.rel_tol, "_worker": None}
+        return {"timeout": self.timeout, "config": self.config, "_worker": None}
 
     def warmup(self) -> None:
         """Start the sympy child now rather than at the first hard comparison."""
@@ -100,28 +119,28 @@ class MathVerifier:
         if not isinstance(completion, str):
             return Verdict(False, "completion is not a string")
         self._sympy().start()  # warms up in the background; most checks never need it
-        pred_raw = extract_answer(completion)
-        if pred_raw is None:
-            return Verdict(False, "no final answer found")
         try:
             gold_letter = _gold_choice(gold_raw)
         except ParseError as exc:
             return Verdict(None, f"cannot parse gold answer: {exc}")
         if gold_letter is not None:
-            try:
-                letter = choice_letter(pred_raw)
-            except ParseError as exc:
-                return Verdict(False, f"unparsable answer: {exc}", pred_raw)
-            if letter is None:
-                return Verdict(False, "expected a choice letter", pred_raw)
-            ok = letter == gold_letter
-            return Verdict(ok, "equivalent" if ok else "not equivalent", pred_raw)
+            return self._verify_choice(gold_letter, completion)
         gold = _parse(gold_raw)
         if isinstance(gold, ParseError):
             return Verdict(None, f"cannot parse gold answer: {gold}")
+        # A completion cut off at the token limit ends mid-thought: its last sentence concludes nothing.
+        cut_off = problem.get("finish_reason") == "length"
+        plain = self.config.last_sentence and not cut_off and _numeric(gold[0])
+        pred_raw = extract_answer(completion, plain=plain)
+        if pred_raw is None:
+            return Verdict(False, "no final answer found")
+        if hedge_signal(pred_raw):
+            return Verdict(False, HEDGE, pred_raw)
         pred = _parse(pred_raw)
         if isinstance(pred, ParseError):
             return Verdict(False, f"unparsable answer: {pred}", pred_raw)
+        if dict(pred[1]).get("tentative"):
+            return Verdict(False, HEDGE, pred_raw)
         check = _Check(self, time.monotonic() + self.timeout)
         g, p = _apply_units(gold, pred)
         try:
@@ -129,12 +148,34 @@ class MathVerifier:
                 return Verdict(False, HEDGE, pred_raw)
             ok = check.match(g, p)
         except WorkerTimeout:
-            return Verdict(False, "timeout", pred_raw)
+            return Verdict(None, TIMEOUT, pred_raw)
         except _Undecided as exc:
             return Verdict(False, str(exc), pred_raw)
         if time.monotonic() > check.deadline:
-            return Verdict(False, "timeout", pred_raw)
+            return Verdict(None, TIMEOUT, pred_raw)
         return Verdict(ok, "equivalent" if ok else "not equivalent", pred_raw)
+
+    def _verify_choice(self, gold_letter: str, completion: str) -> Verdict:
+        pred_raw = extract_answer(completion)
+        if pred_raw is None:
+            return Verdict(False, "no final answer found")
+        try:
+            letters = choice_letters(pred_raw)
+        except ParseError as exc:
+            return Verdict(False, f"unparsable answer: {exc}", pred_raw)
+        if len(letters) > 1 or (letters and hedge_signal(pred_raw)):
+            return Verdict(False, HEDGE, pred_raw)
+        if not letters:
+            return Verdict(False, "expected a choice letter", pred_raw)
+        ok = letters[0] == gold_letter
+        return Verdict(ok, "equivalent" if ok else "not equivalent", pred_raw)
+
+
+def _numeric(node: Node) -> bool:
+    """Whether a gold is one number (so a plain-number ending can state it)."""
+    if node[0] == "pct":
+        node = node[1]
+    return node[0] not in _STRUCTURES and exact(node) is not None
 
 
 def _gold_choice(gold: str) -> str | None:
@@ -202,9 +243,10 @@ class _Check:
             if not _maybe_proportional(("-", g[1], g[2]), ("-", p[1], p[2])):
                 return False
             return self.ask(("proportional", (g[1], g[2]), (p[1], p[2])))
-        # "x = 3" against 3, either way round; "x + y = 5" is not the answer 5
+        # "x = 3" against 3, either way round; "x + y = 5" is not the answer 5; "20 - 5 = 15"
+        # (a worked chain) states its last value
         if p[0] == "eq":
-            return _is_name(p[1]) and self.match(g, p[2])
+            return (_is_name(p[1]) or _is_arithmetic(p[1])) and self.match(g, p[2])
         return _is_name(g[1]) and self.match(g[2], p)
 
     def collection(self, g: Node, p: Node) -> bool:
@@ -252,27 +294,37 @@ class _Check:
         return self.ordered(g, p)  # a one-row/one-column matrix is a vector
 
     def scalar(self, g: Node, p: Node) -> bool:
-        tol = self.v.rel_tol
+        cfg = self.v.config
         decimal = has_decimal(g) or has_decimal(p)
         eg, ep = exact(g), exact(p)
         if eg is not None and ep is not None:
             if eg == ep:
                 return True
-            return decimal and abs(eg - ep) <= tol * max(abs(eg), abs(ep))
+            if cfg.exact_rationals:
+                return False  # 2000000.5 is not 2000000; 0.3333333333 is not 1/3
+            return decimal and abs(eg - ep) <= cfg.rel_tol * max(abs(eg), abs(ep))
+        # A tolerance only where exact equality is impossible: a decimal for an irrational gold.
+        tol = cfg.rel_tol if decimal and (eg is None or not cfg.exact_rationals) else None
         env = {name: _sample_point(name) for name in symbols(g) | symbols(p)}
         fg, fp = approx(g, env), approx(p, env)
+        places = decimal_places(g) if eg is not None and not env else None
+        if places is not None and cfg.round_irrational and not has_decimal(p) and fp is not None:
+            # a decimal gold against an exact irrational answer: equal when it rounds to the gold
+            half = 0.5 * 10.0**-places
+            if abs(fp[0].imag) < 1e-12 and abs(fp[0].real - float(eg)) <= half * (1 - 1e-9):
+                return True
         if fg is not None and fp is not None:
             (ag, peak_g), (ap, peak_p) = fg, fp
             diff, scale = abs(ag - ap), max(abs(ag), abs(ap))
             noise = 1e-12 * max(peak_g, peak_p, 1.0)  # float error, cancellation included
-            if noise < 1e-3 * tol * scale:  # floats are trustworthy here
-                if decimal:
+            if noise < 1e-3 * (tol or 1e-6) * scale:  # floats are trustworthy here
+                if tol is not None:
                     return diff <= tol * scale
                 if diff > 1e-6 * scale:
                     return False  # a float can refute equality; only sympy may confirm it
-            elif diff > 1e3 * noise + (tol if decimal else 1e-6) * scale:
+            elif diff > 1e3 * noise + (tol or 1e-6) * scale:
                 return False  # different beyond any rounding the floats could have done
-        return self.ask(("equal", g, p, tol if decimal else None))
+        return self.ask(("equal", g, p, tol))
 
     def ask(self, request: tuple) -> bool:
         remaining = self.deadline - time.monotonic()
@@ -298,6 +350,11 @@ def _is_name(node: Node) -> bool:
     if node[0] == "sym":
         return True
     return node[0] == "*" and _is_name(node[1]) and _is_name(node[2])
+
+
+def _is_arithmetic(node: Node) -> bool:
+    """A symbol-free computation such as ``20 - 5`` (not a structure)."""
+    return node[0] not in _STRUCTURES and not symbols(node)
 
 
 def _maybe_proportional(e1: Node, e2: Node) -> bool:

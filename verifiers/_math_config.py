@@ -1,0 +1,67 @@
+"""The math verifier's policy choices, as one frozen config (defaults: the strict ones).
+
+A verifier that filters training data teaches the model whatever it accepts, so each default
+is the choice that accepts no wrong answer that we know of; turning one off trades that for
+recall on data you have audited (``python -m verifiers.compare``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MathVerifyConfig:
+    """Policy options of :class:`verifiers.math_verifier.MathVerifier`."""
+
+    last_sentence: bool = field(
+        default=True,
+        metadata={
+            "help": "Read a completion with no final-answer marker by its last sentence ('So he has 15 "
+            "marbles.'), and let a boxed equation value inside the reasoning ('4^2 = \\boxed{16}') lose to "
+            "a later concluding sentence. Numeric golds only. False: such completions have no answer."
+        },
+    )
+    exact_rationals: bool = field(
+        default=True,
+        metadata={
+            "help": "Integer, rational and decimal golds need the exact value: 2000000.5 is wrong for "
+            "2000000, 0.3333333333 for 1/3, 12.5000001 for 12.5 (2.5 is right for 5/2). False: the "
+            "old rule, any decimal within rel_tol of the gold passes."
+        },
+    )
+    round_irrational: bool = field(
+        default=True,
+        metadata={
+            "help": "An irrational exact answer (\\pi, \\sqrt{2}) matches a decimal gold when it rounds to "
+            "the gold's digits (\\pi for 3.14). Rational answers never round: 1/3 is not 0.33."
+        },
+    )
+    rel_tol: float = field(
+        default=1e-6,
+        metadata={
+            "help": "Relative tolerance for a decimal answer against an irrational or symbolic gold "
+            "(3.14159265 for \\pi). In [0, 0.1)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("bool", bool) and not isinstance(value, bool):
+                raise TypeError(f"MathVerifyConfig.{f.name} must be true or false, got {value!r}")
+        if isinstance(self.rel_tol, bool) or not isinstance(self.rel_tol, (int, float)):
+            raise TypeError(f"MathVerifyConfig.rel_tol must be a number, got {self.rel_tol!r}")
+        if not (math.isfinite(self.rel_tol) and 0 <= self.rel_tol < 0.1):
+            raise ValueError(f"MathVerifyConfig.rel_tol must be in [0, 0.1), got {self.rel_tol!r}")
+
+    @classmethod
+    def from_mapping(cls, options: dict[str, Any]) -> MathVerifyConfig:
+        """Build from a plain mapping (a YAML/JSON section), naming any unknown key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown math verifier option(s) {unknown}; known: {sorted(known)}")
+        return cls(**options)
