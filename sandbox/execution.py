@@ -48,12 +48,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sandbox.seccomp import filter_program
+from sandbox.seccomp import UnsupportedArchitecture, filter_program
 
 logger = logging.getLogger(__name__)
 
 _INSIDE = Path(__file__).with_name("inside")
-_INSIDE_MODULES = ("common", "candidate", "judge", "worker")  # dependency order
+_INSIDE_MODULES = ("common", "candidate", "judge", "cleanup", "job", "worker")  # dependency order
 # Host-side slack on top of a job's wall limit before the whole sandbox is killed.
 _BACKSTOP_S = 5.0
 _START_TIMEOUT_S = 30.0
@@ -115,8 +115,9 @@ class ExecResult:
     stdout: str
     stderr: str
     duration: float
-    signal: int | None = None
-    cpu_s: float = 0.0
+    signal: int | None = None  # the signal that ended the program itself (not the end-of-job kill)
+    cpu_s: float = 0.0  # of the program's whole process tree, children and zombies included
+    limit: str | None = None  # the limit that was measured to be exceeded: cpu, wall, memory, output
     syntax_error: str | None = None
     passed: bool | None = None  # test jobs only: decided by the judge process
     judge: dict[str, Any] | None = None  # test jobs: {"passed", "kind", "detail"}
@@ -221,14 +222,15 @@ class Worker:
         self.slot = slot
         cmd, self.config = bwrap_command(tmp_size_mb=tmp_size_mb)
         self._buf = bytearray()
-        program = filter_program()
-        pass_fds: tuple[int, ...] = ()
-        if program is not None:  # bwrap reads the filter from a descriptor
-            read_end, write_end = os.pipe()
-            os.write(write_end, program)
-            os.close(write_end)
-            cmd[1:1] = ["--seccomp", str(read_end)]
-            pass_fds = (read_end,)
+        try:
+            program = filter_program()
+        except UnsupportedArchitecture as exc:
+            raise SandboxUnavailable(str(exc)) from exc
+        read_end, write_end = os.pipe()  # bwrap reads the filter from a descriptor
+        os.write(write_end, program)
+        os.close(write_end)
+        cmd[1:1] = ["--seccomp", str(read_end)]
+        pass_fds = (read_end,)
         try:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -259,7 +261,9 @@ class Worker:
             self.kill()
             return None
         reply = self._recv(time.monotonic() + wall_s + _BACKSTOP_S)
-        if reply is None:
+        if reply is None or reply.get("retire"):
+            # No answer, or one from a sandbox that could not clean up after the job: this
+            # worker runs nothing more (the pool starts a fresh one).
             self.kill()
         return reply
 
@@ -325,19 +329,40 @@ def job_frames(kind: str, code: str, limits: Limits, *, stdin: str | None = None
     return [job, {"tests": tests or "", "entry_point": entry_point, "limits": judge.to_job()}]
 
 
+def clean_text(text: Any) -> str:
+    """``text`` as a str that any UTF-8 writer accepts: lone surrogates become ``\\udcXX``."""
+    text = text if isinstance(text, str) else str(text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
 def result_from_reply(reply: dict[str, Any] | None, limits: Limits, started: float) -> ExecResult:
-    """Turn the worker's reply into an :class:`ExecResult` (a missing reply: sandbox error)."""
+    """Turn the worker's reply into an :class:`ExecResult` (a missing reply: sandbox error).
+
+    Text that came from the program (its output, the judge's quotes of its errors) is made
+    safe to write: nothing a program prints can make writing its verdict fail.
+    """
     if reply is None:
         elapsed = time.monotonic() - started
         timed_out = elapsed >= limits.wall_s
         return ExecResult(
             status=Status.TIMEOUT if timed_out else Status.SANDBOX_ERROR, exit_code=None, stdout="",
             stderr="sandbox worker stopped responding" if timed_out else "sandbox worker died",
-            duration=elapsed, passed=False if timed_out else None,
+            duration=elapsed, passed=False if timed_out else None, limit="wall" if timed_out else None,
         )  # fmt: skip
+    reply = _clean(reply)
     return ExecResult(
         status=Status(reply["status"]), exit_code=reply["exit_code"], stdout=reply["stdout"],
         stderr=reply["stderr"], duration=reply["duration"], signal=reply["signal"],
         cpu_s=reply["cpu_s"], syntax_error=reply["syntax_error"], passed=reply["passed"],
-        judge=reply["judge"], truncated=reply["truncated"],
+        judge=reply["judge"], truncated=reply["truncated"], limit=reply["limit"],
     )  # fmt: skip

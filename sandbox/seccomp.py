@@ -5,11 +5,12 @@ memory access, kernel keyrings (state that outlives a program), BPF, perf events
 userfaultfd and io_uring (frequent exploit vectors), module loading, kexec, reboot and the
 like fail with EPERM; ``clone3`` fails with ENOSYS so that libc falls back to ``clone``,
 whose namespace flags can be inspected. Syscalls of another ABI (i386 via ``int 0x80``,
-x32) kill the process. Everything else is allowed: this is attack-surface reduction on
-top of the namespaces and uids, not an allow-list.
+x32 on x86-64; 32-bit ARM on aarch64) kill the process. Everything else is allowed: this is
+attack-surface reduction on top of the namespaces and uids, not an allow-list.
 
-The classic-BPF program is built here and handed to ``bwrap --seccomp``; it exists for
-x86-64 only (elsewhere :func:`filter_program` returns None and no filter is installed).
+The classic-BPF program is built here and handed to ``bwrap --seccomp``. It exists for
+x86-64 and aarch64; on any other architecture :func:`filter_program` raises
+:class:`UnsupportedArchitecture` and the sandbox refuses to start (it never runs unfiltered).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from dataclasses import dataclass
 
 # linux/filter.h, linux/seccomp.h, linux/audit.h
 _LD_W_ABS, _JEQ_K, _JSET_K, _JGE_K, _RET_K = 0x20, 0x15, 0x45, 0x35, 0x06
 _RET_ALLOW, _RET_ERRNO, _RET_KILL_PROCESS = 0x7FFF0000, 0x00050000, 0x80000000
-_AUDIT_ARCH_X86_64 = 0xC000003E
 _X32_SYSCALL_BIT = 0x40000000
 _OFF_NR, _OFF_ARCH, _OFF_ARG0_LOW = 0, 4, 16
+# CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
+_CLONE_NEW_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x80
 
 # x86-64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl)
 DENIED_X86_64 = {
@@ -36,37 +39,81 @@ DENIED_X86_64 = {
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428,
     "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
 }  # fmt: skip
-_CLONE, _CLONE3 = 56, 435
-# CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
-_CLONE_NEW_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x80
+# aarch64 uses the generic table (include/uapi/asm-generic/unistd.h): the same calls, other numbers
+DENIED_AARCH64 = {
+    "ptrace": 117, "syslog": 116, "personality": 92, "vhangup": 58, "pivot_root": 41, "acct": 89,
+    "mount": 40, "umount2": 39, "swapon": 224, "swapoff": 225, "reboot": 142, "init_module": 105,
+    "delete_module": 106, "quotactl": 60, "lookup_dcookie": 18, "kexec_load": 104, "add_key": 217,
+    "request_key": 218, "keyctl": 219, "unshare": 97, "perf_event_open": 241, "fanotify_init": 262,
+    "name_to_handle_at": 264, "open_by_handle_at": 265, "setns": 268, "process_vm_readv": 270,
+    "process_vm_writev": 271, "finit_module": 273, "kexec_file_load": 294, "bpf": 280, "userfaultfd": 282,
+    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428,
+    "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Abi:
+    """What the filter needs to know about one architecture's system-call ABI."""
+
+    audit_arch: int
+    denied: dict[str, int]
+    clone: int
+    clone3: int
+    x32_bit: bool  # x86-64 only: numbers with this bit set are the x32 ABI
+
+
+ABIS = {
+    "x86_64": Abi(audit_arch=0xC000003E, denied=DENIED_X86_64, clone=56, clone3=435, x32_bit=True),
+    "aarch64": Abi(audit_arch=0xC00000B7, denied=DENIED_AARCH64, clone=220, clone3=435, x32_bit=False),
+}
+
+
+class UnsupportedArchitecture(RuntimeError):
+    """There is no seccomp filter for this machine's architecture, so nothing may run."""
+
+
+def host_machine() -> str:
+    """The architecture the filter is built for (``os.uname().machine``); a seam for tests."""
+    return os.uname().machine
 
 
 def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
-def filter_program() -> bytes | None:
-    """The filter as ``struct sock_filter[]`` bytes, or None off x86-64."""
-    if os.uname().machine != "x86_64":
-        return None
+def filter_program(machine: str | None = None) -> bytes:
+    """The filter for ``machine`` (default: this host) as ``struct sock_filter[]`` bytes.
+
+    Raises :class:`UnsupportedArchitecture` where no filter exists: fail closed.
+    """
+    machine = machine or host_machine()
+    abi = ABIS.get(machine)
+    if abi is None:
+        raise UnsupportedArchitecture(
+            f"no seccomp filter for architecture {machine!r} (supported: {', '.join(sorted(ABIS))}); "
+            "the sandbox refuses to run unfiltered"
+        )
     eperm = _RET_ERRNO | errno.EPERM
     prog = [
         _insn(_LD_W_ABS, _OFF_ARCH),
-        _insn(_JEQ_K, _AUDIT_ARCH_X86_64, jt=1),
+        _insn(_JEQ_K, abi.audit_arch, jt=1),
         _insn(_RET_K, _RET_KILL_PROCESS),
         _insn(_LD_W_ABS, _OFF_NR),
-        _insn(_JGE_K, _X32_SYSCALL_BIT, jf=1),
-        _insn(_RET_K, _RET_KILL_PROCESS),
-        _insn(_JEQ_K, _CLONE3, jf=1),
+    ]
+    if abi.x32_bit:
+        prog += [_insn(_JGE_K, _X32_SYSCALL_BIT, jf=1), _insn(_RET_K, _RET_KILL_PROCESS)]
+    prog += [
+        _insn(_JEQ_K, abi.clone3, jf=1),
         _insn(_RET_K, _RET_ERRNO | errno.ENOSYS),
-        # clone: deny if any namespace flag is set in its first argument
-        _insn(_JEQ_K, _CLONE, jf=4),
+        # clone: deny if any namespace flag is set in its first argument (flags on both ABIs)
+        _insn(_JEQ_K, abi.clone, jf=4),
         _insn(_LD_W_ABS, _OFF_ARG0_LOW),
         _insn(_JSET_K, _CLONE_NEW_FLAGS, jf=1),
         _insn(_RET_K, eperm),
         _insn(_RET_K, _RET_ALLOW),
     ]
-    for nr in sorted(DENIED_X86_64.values()):
+    for nr in sorted(abi.denied.values()):
         prog += [_insn(_JEQ_K, nr, jf=1), _insn(_RET_K, eperm)]
     prog.append(_insn(_RET_K, _RET_ALLOW))
     return b"".join(prog)

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import logging
 import re
-import signal
 from typing import Any, Mapping
 
 from sandbox import ExecResult, Limits, SandboxUnavailable, Status, get_pool
+from sandbox.execution import clean_text
 from verifiers.base import Verdict
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,9 @@ def normalize_output(text: str) -> str:
     return "\n".join(lines).rstrip("\n")
 
 
-def _short(text: str) -> str:
-    text = " ".join(str(text).split())
+def _short(text: Any) -> str:
+    """One line of at most ``_DETAIL_CHARS``, safe for any UTF-8 writer (lone surrogates escaped)."""
+    text = " ".join(clean_text(text).split())
     return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 3] + "..."
 
 
@@ -69,9 +70,10 @@ def verdict_for(result: ExecResult, limits: Limits) -> Verdict | None:
     if status is Status.SYNTAX_ERROR:
         return Verdict(False, f"syntax error: {_last_line(result.syntax_error or '')}")
     if status is Status.TIMEOUT:
-        cpu_limit = limits.cpu_s if limits.cpu_s is not None else limits.wall_s
-        if result.signal == signal.SIGXCPU or result.cpu_s >= cpu_limit:
-            return Verdict(False, f"timeout: more than {cpu_limit:g}s of CPU time")
+        # The sandbox says which limit it measured; it is never guessed from a signal here.
+        if result.limit == "cpu":
+            cpu_limit = limits.cpu_s if limits.cpu_s is not None else limits.wall_s
+            return Verdict(False, f"timeout: more than {cpu_limit:g}s of CPU time (used {result.cpu_s:.2f}s)")
         return Verdict(False, f"timeout: more than {limits.wall_s:g}s of wall-clock time")
     if status is Status.MEMORY:
         return Verdict(False, f"memory limit: exceeded {limits.memory_mb} MiB")
@@ -125,7 +127,15 @@ class CodeVerifier:
         self.pool_size = pool_size
 
     def verify(self, problem: Mapping[str, Any], completion: str) -> Verdict:
-        """Judge ``completion``; never raises for bad model output."""
+        """Judge ``completion``; never raises, whatever the program or the record holds."""
+        try:
+            verdict = self._verify(problem, completion)
+        except Exception as exc:  # noqa: BLE001 - an internal failure is not the model's fault
+            logger.exception("code verifier failed on a record")
+            verdict = Verdict(None, f"cannot verify: internal error: {type(exc).__name__}: {_short(exc)}")
+        return Verdict(verdict.ok, clean_text(verdict.reason), verdict.answer)
+
+    def _verify(self, problem: Mapping[str, Any], completion: str) -> Verdict:
         tests, io_cases = problem.get("tests"), problem.get("io")
         if not tests and not io_cases:
             return Verdict(None, "cannot verify: the problem has neither 'tests' nor 'io'")
@@ -159,7 +169,7 @@ class CodeVerifier:
             return Verdict(None, f"cannot verify: sandbox unavailable: {exc}")
         except Exception as exc:  # noqa: BLE001 - an internal failure is not the model's fault
             logger.exception("code verifier failed on problem %r", problem.get("id"))
-            return Verdict(None, f"cannot verify: sandbox failure: {type(exc).__name__}: {_short(str(exc))}")
+            return Verdict(None, f"cannot verify: sandbox failure: {type(exc).__name__}: {_short(exc)}")
         return Verdict(True, "passed")
 
 

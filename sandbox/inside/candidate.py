@@ -142,21 +142,48 @@ def serve_calls(program):
         req = recv_frame(3)
         if req is None:
             return 0
+        args = kwargs = None
         try:
             if "handle" in req:
                 target = handles[req["handle"]]
+                op = req.get("op")
                 if "attr" in req:
                     result = getattr(target, req["attr"])
+                elif op == "iter":
+                    result = iter(target)
+                elif op == "next":
+                    try:
+                        result = next(target)
+                    except StopIteration:
+                        send_frame(4, {"stop": True})
+                        continue
                 else:
-                    result = target(*decode_value(req["args"]), **decode_value(req["kwargs"]))
+                    args, kwargs = decode_value(req["args"]), decode_value(req["kwargs"])
+                    result = target(*args, **kwargs)
             else:
-                result = glb[req["name"]](*decode_value(req["args"]), **decode_value(req["kwargs"]))
+                args, kwargs = decode_value(req["args"]), decode_value(req["kwargs"])
+                result = glb[req["name"]](*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - includes SystemExit from sys.exit()
-            send_frame(4, {"raised": _describe(exc)})
+            send_frame(4, {"raised": _describe(exc), **_mutated(req, args, kwargs)})
             continue
         try:
             reply = {"value": encode_value(result)}
         except (TypeError, ValueError, RecursionError):
             handles.append(result)
             reply = {"handle": len(handles) - 1, "type": type(result).__name__[:100]}
-        send_frame(4, reply)
+            if callable(getattr(type(result), "__next__", None)):
+                reply["iterator"] = True  # a generator or iterator: the tests may consume it
+        send_frame(4, {**reply, **_mutated(req, args, kwargs)})
+
+
+def _mutated(req, args, kwargs):
+    """The arguments' state after the call, if the call changed them (in-place tasks)."""
+    if args is None:
+        return {}
+    try:
+        after = encode_value(args), encode_value(kwargs)
+    except (TypeError, ValueError, RecursionError):
+        return {}  # the program put non-data into an argument: nothing the tests could compare
+    if after == (req["args"], req["kwargs"]):
+        return {}
+    return {"args": after[0], "kwargs": after[1]}

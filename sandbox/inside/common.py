@@ -149,7 +149,8 @@ def place_fds(mapping, max_fd):
 
 def set_limits(limits, nproc):
     """Lower this process's rlimits to the job's (allowed after dropping the uid)."""
-    cpu = max(1, math.ceil(limits["cpu_s"]) + math.ceil(resource.getrusage(resource.RUSAGE_SELF).ru_utime))
+    # The supervisor enforces cpu_s exactly on the whole tree; this is a per-process backstop.
+    cpu = math.ceil(float(limits["cpu_s"])) + 1
     mem = int(limits["memory_mb"]) << 20
     for res, value in (
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),

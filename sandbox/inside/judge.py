@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-from sandbox.inside.common import _describe, become, decode_value, encode_value, recv_frame, send_frame, set_limits
+from sandbox.inside.common import MAX_VALUE_DEPTH, _describe, become, decode_value, encode_value, recv_frame, send_frame, set_limits  # noqa: E501
 
 TESTS_FILE = "<tests>"
 
@@ -41,9 +41,11 @@ class Remote:
     def call(self, name, args, kwargs):
         return self.request({"name": name}, name, args, kwargs)
 
-    def request(self, target, label, args=(), kwargs=None, attr=None):
+    def request(self, target, label, args=(), kwargs=None, attr=None, op=None):
         if attr is not None:
             payload = {**target, "attr": attr}
+        elif op is not None:
+            payload = {**target, "op": op}
         else:
             try:
                 payload = {**target, "args": encode_value(list(args)), "kwargs": encode_value(dict(kwargs or {}))}
@@ -57,7 +59,51 @@ class Remote:
         if reply is None:
             raise CandidateFailure("died", f"candidate process exited during {label}")
         self.calls += 1
+        if type(reply) is dict and "args" in reply and attr is None and op is None:
+            copy_back_arguments(args, kwargs or {}, reply, label)
+        if op == "next" and reply == {"stop": True}:
+            raise StopIteration
         return reply_value(reply, label, self)
+
+
+def copy_back_arguments(args, kwargs, reply, label):
+    """Apply the program's in-place changes to the tests' own argument objects."""
+    try:
+        new_args, new_kwargs = decode_value(reply["args"]), decode_value(reply.get("kwargs", {"#d": []}))
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CandidateFailure("protocol", f"malformed arguments from {label}(): {exc}") from None
+    if type(new_args) is not list or len(new_args) != len(args) or type(new_kwargs) is not dict:
+        raise CandidateFailure("protocol", f"malformed arguments from {label}()")
+    for old, new in zip(args, new_args):
+        copy_back(old, new)
+    for key, old in kwargs.items():
+        if key in new_kwargs:
+            copy_back(old, new_kwargs[key])
+
+
+def copy_back(old, new, depth=0):
+    """Make ``old`` (the tests' object) equal ``new`` (plain data) in place, keeping the identity
+    of nested containers where the shapes agree. Returns the object to store at ``old``'s place."""
+    if depth > MAX_VALUE_DEPTH:
+        return new
+    if isinstance(old, list) and type(new) is list:
+        merged = [copy_back(o, n, depth + 1) for o, n in zip(old, new)] + new[len(old) :]
+        old[:] = merged
+        return old
+    if isinstance(old, dict) and type(new) is dict:
+        merged = {k: copy_back(old[k], v, depth + 1) if k in old else v for k, v in new.items()}
+        old.clear()
+        old.update(merged)
+        return old
+    if isinstance(old, set) and type(new) is set:
+        old.clear()
+        old.update(new)
+        return old
+    if type(old) is tuple and type(new) is tuple and len(old) == len(new):
+        for o, n in zip(old, new):
+            copy_back(o, n, depth + 1)
+        return old
+    return new
 
 
 class RemoteObject:
@@ -83,11 +129,27 @@ class RemoteObject:
     def __call__(self, *args, **kwargs):
         return self._remote.request({"handle": self._handle}, f"{self._label}()", args, kwargs)
 
+    def __iter__(self):
+        # Each item crosses as plain data; an iterator object comes back as a RemoteIterator.
+        return self._remote.request({"handle": self._handle}, f"iter({self._label})", op="iter")
+
     def __bool__(self):
         raise TypeError(f"{self._label} is a candidate object, not a value")
 
     def __repr__(self):
         return f"<candidate object {self._label}>"
+
+
+class RemoteIterator(RemoteObject):
+    """A generator or other iterator of the candidate, consumed one item per call into G."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._remote.request({"handle": self._handle}, f"next({self._label})", op="next")
 
 
 def reply_value(reply, name, remote):
@@ -120,7 +182,8 @@ def reply_value(reply, name, remote):
         exc.sdp_remote = f"{kind}: {message}"
         raise exc
     if "handle" in reply and type(reply["handle"]) is int:
-        return RemoteObject(remote, reply["handle"], f"{name}: {str(reply.get('type'))[:100]}")
+        cls = RemoteIterator if reply.get("iterator") is True else RemoteObject
+        return cls(remote, reply["handle"], f"{name}: {str(reply.get('type'))[:100]}")
     raise CandidateFailure("protocol", "malformed reply")
 
 
