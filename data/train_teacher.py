@@ -2,11 +2,14 @@
 
     python -m data.train_teacher                 # writes data/teacher/ (not committed, reproducible)
     python -m data.train_teacher --out /tmp/teacher --student /tmp/base
+    python -m data.train_teacher --size big     # writes data/teacher-big/: wider and deeper, from scratch
 
-The teacher starts from the student's base model (`--student`, default data/model) and keeps its
-tokenizer, so the two share every token id and soft-label distillation can compare their
-distributions. It is "better trained", not larger: on two shared CPU cores a wider model costs too
-much to train, and more worked examples are what makes a teacher here. Its worked examples are
+`--size same` (the default) starts from the student's base model (`--student`, default data/model):
+"better trained", not larger. `--size big` builds a Llama wider and deeper than the student
+(`--hidden`, `--layers`; default 192 x 6 against data/model's 128 x 4, ~3x the parameters) from
+a fixed seed and trains it from scratch, for hidden-state distillation across a real size gap.
+Either way the teacher keeps the student's tokenizer, so the two share every token id and
+soft-label distillation can compare their distributions. Its worked examples are
 the seed sets plus fresh problems drawn from `data.generate`'s generators with their own seed
 stream; any problem that is in a bundled split (held-out, pool or seed) is skipped, so the teacher
 never sees a held-out problem and has not memorised the pool it will later solve.
@@ -46,16 +49,45 @@ def fresh_worked_examples(domain: str, count: int, seed: str) -> list[dict]:
     return rows
 
 
+def big_model(student: Path, hidden: int, layers: int):
+    """A freshly initialised Llama like the student's (same vocabulary, head size, ids), wider and deeper."""
+    import torch
+    from transformers import AutoConfig, LlamaConfig, LlamaForCausalLM
+
+    base = AutoConfig.from_pretrained(student)
+    head_dim = base.hidden_size // base.num_attention_heads
+    if hidden % head_dim:
+        raise ValueError(f"--hidden {hidden} must be a multiple of the student's head size {head_dim}")
+    if hidden <= base.hidden_size or layers <= base.num_hidden_layers:
+        logger.warning("teacher %dx%d is not wider and deeper than the student %dx%d",
+                       hidden, layers, base.hidden_size, base.num_hidden_layers)
+    config = LlamaConfig(
+        vocab_size=base.vocab_size, hidden_size=hidden, intermediate_size=3 * hidden, num_hidden_layers=layers,
+        num_attention_heads=hidden // head_dim, num_key_value_heads=hidden // head_dim,
+        max_position_embeddings=base.max_position_embeddings, tie_word_embeddings=base.tie_word_embeddings,
+        bos_token_id=base.bos_token_id, eos_token_id=base.eos_token_id, pad_token_id=base.pad_token_id,
+    )
+    torch.manual_seed(SEED)
+    return LlamaForCausalLM(config)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DATA_DIR / "teacher")
+    parser.add_argument("--size", choices=["same", "big"], default="same",
+                        help="same: continue the student's base; big: a wider, deeper model from scratch")
+    parser.add_argument("--out", type=Path, default=None, help="default data/teacher (same), data/teacher-big (big)")
     parser.add_argument("--student", type=Path, default=DATA_DIR / "model", help="model whose tokenizer is shared")
     parser.add_argument("--math", type=int, default=3000, help="fresh worked math examples")
     parser.add_argument("--code", type=int, default=300, help="fresh worked code examples (few exist)")
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=192, help="--size big: hidden size (student: 128)")
+    parser.add_argument("--layers", type=int, default=6, help="--size big: decoder layers (student: 4)")
+    parser.add_argument("--warmup-steps", type=int, default=10)
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = DATA_DIR / ("teacher" if args.size == "same" else "teacher-big")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     import torch
@@ -71,13 +103,16 @@ def main(argv: list[str] | None = None) -> None:
     examples += fresh_worked_examples("code", args.code, f"{SEED}-teacher-code")
     logger.info("teacher: %d worked examples", len(examples))
 
-    model = AutoModelForCausalLM.from_pretrained(args.student, dtype=torch.float32)
+    if args.size == "same":
+        model = AutoModelForCausalLM.from_pretrained(args.student, dtype=torch.float32)
+    else:
+        model = big_model(args.student, args.hidden, args.layers)
     logger.info("teacher: %.2fM parameters", model.num_parameters() / 1e6)
     with tempfile.TemporaryDirectory() as tmp:
         sft = SFTConfig(
             output_dir=tmp, num_train_epochs=args.epochs, learning_rate=args.lr,
             per_device_train_batch_size=args.batch_size, lr_scheduler_type="cosine",
-            warmup_steps=10, weight_decay=0.0, logging_steps=50, save_strategy="no",
+            warmup_steps=args.warmup_steps, weight_decay=0.0, logging_steps=50, save_strategy="no",
             report_to=[], seed=SEED, use_cpu=True, bf16=False, max_length=256,
             dataloader_num_workers=0, disable_tqdm=True,
         )

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +30,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from trl import SFTTrainer
 
 from sdp.distill.config import HiddenKDConfig, KDConfig
+from sdp.distill.hidden import (
+    PROJECTIONS_FILE,
+    HiddenProjections,
+    hidden_loss,
+    load_projections,
+    resolve_layer_map,
+    save_projections,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +146,13 @@ class KDSFTTrainer(SFTTrainer):
     optionally `teacher_processing_class` (the teacher's tokenizer, checked against the student's;
     loaded from the teacher's folder when not given). The teacher runs in eval mode without
     gradients. With `alpha=0` the loss is SFT's cross-entropy (the teacher still runs).
+
+    `hidden` (a `HiddenKDConfig` or its mapping) adds `weight * hidden_loss` over the mapped
+    layers through learned projections (`self.hidden_projections`), trained in the same optimizer
+    and prepared by the accelerator (DDP under a multi-process launch). They are never part of
+    the saved model: each Trainer checkpoint-N/ holds them as `hidden_projections.pt` for resume,
+    and after `train()` they are written to `hidden_projections_path` (default: beside the
+    output directory, `<output_dir>/../hidden_projections.pt`, i.e. next to the round's checkpoint/).
     """
 
     _tag_names = ["trl", "sft", "sdp-kd"]
@@ -147,9 +164,15 @@ class KDSFTTrainer(SFTTrainer):
         alpha: float = 0.5,
         temperature: float = 2.0,
         teacher_processing_class: PreTrainedTokenizerBase | None = None,
+        hidden: HiddenKDConfig | Mapping[str, Any] | None = None,
+        hidden_projections_path: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        KDConfig(alpha=alpha, temperature=temperature)  # validates the ranges
+        if isinstance(hidden, Mapping):
+            hidden = HiddenKDConfig.from_dict(hidden)
+        KDConfig(alpha=alpha, temperature=temperature, hidden=hidden)  # validates the ranges
+        self.hidden = hidden
+        self.hidden_projections: torch.nn.Module | None = None  # create_optimizer may run inside super().__init__
         super().__init__(*args, **kwargs)
         if self.args.loss_type != "nll":
             raise ValueError(f"KDSFTTrainer supports loss_type='nll' only, got {self.args.loss_type!r}")
@@ -183,6 +206,82 @@ class KDSFTTrainer(SFTTrainer):
             self.teacher_model = self.accelerator.prepare_model(teacher_model, evaluation_mode=True)
         self.alpha = alpha
         self.temperature = temperature
+        self.teacher_name, self.student_name = teacher_name, student_name
+        if hidden is not None:
+            self._init_hidden(teacher_model, hidden_projections_path)
+
+    # --- hidden-state distillation ----------------------------------------------------------------
+
+    def _init_hidden(self, teacher: PreTrainedModel, path: str | os.PathLike[str] | None) -> None:
+        if self.is_deepspeed_enabled:
+            raise ValueError("kd.hidden is not supported with DeepSpeed (its optimizer would not hold the projections)")
+        assert self.hidden is not None
+        s_cfg = self.model.config.get_text_config()
+        t_cfg = teacher.config.get_text_config()
+        self.hidden_layer_map = resolve_layer_map(
+            self.hidden.layers, s_cfg, t_cfg, self.student_name, self.teacher_name
+        )
+        # A private RNG: the projections' initialisation must not shift the data order or dropout
+        # of the run, so that (c) soft labels and (d) + hidden states see the same batches
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.args.seed)
+            projections = HiddenProjections(self.hidden_layer_map, s_cfg.hidden_size, t_cfg.hidden_size)
+        # prepare_model: device placement, and a DDP wrapper under a multi-process launch so the
+        # projections' gradients are averaged across ranks like the student's
+        self.hidden_projections = self.accelerator.prepare_model(projections)
+        out = Path(self.args.output_dir)
+        self.hidden_projections_path = Path(path) if path is not None else out.parent / PROJECTIONS_FILE
+
+    def _projections(self) -> HiddenProjections:
+        assert self.hidden_projections is not None
+        return self.accelerator.unwrap_model(self.hidden_projections)
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        """TRL's optimizer, plus one parameter group (no weight decay) holding the hidden projections."""
+        optimizer = super().create_optimizer(model)
+        if self.hidden_projections is not None:
+            present = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            params = [p for p in self._projections().parameters() if id(p) not in present]
+            if params:
+                optimizer.add_param_group({"params": params, "weight_decay": 0.0})
+        return optimizer
+
+    def save_hidden_projections(self, path: str | os.PathLike[str]) -> None:
+        """Write the projections (weights + layer map) to `path` atomically, from the main process only."""
+        if self.hidden_projections is None or not self.is_world_process_zero():
+            return
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_projections(self._projections(), tmp)
+        os.replace(tmp, path)
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        if self.hidden_projections is not None:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            # Written before the Trainer's files, so a checkpoint that looks complete has them
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            self.save_hidden_projections(folder / PROJECTIONS_FILE)
+        super()._save_checkpoint(model, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.hidden_projections is None:
+            return
+        path = Path(resume_from_checkpoint) / PROJECTIONS_FILE
+        if not path.is_file():
+            raise ValueError(
+                f"{resume_from_checkpoint}: no {PROJECTIONS_FILE}; cannot resume hidden-state distillation of "
+                f"student model {self.student_name!r} on teacher model {self.teacher_name!r} from this checkpoint"
+            )
+        load_projections(self._projections(), path, self.student_name, self.teacher_name)
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().train(*args, **kwargs)
+        if self.hidden_projections is not None:
+            self.save_hidden_projections(self.hidden_projections_path)
+        return result
 
     def compute_loss(
         self,
@@ -196,10 +295,13 @@ class KDSFTTrainer(SFTTrainer):
         # Labels stay out of the forward: the model's own loss would be a wasted extra CE pass
         forward_inputs = {k: v for k, v in inputs.items() if k != "labels"}
         forward_inputs["use_cache"] = False
+        if self.hidden_projections is not None:
+            forward_inputs["output_hidden_states"] = True
         student_outputs = model(**forward_inputs)
         self.teacher_model.eval()
         with torch.no_grad():
-            teacher_logits = self.teacher_model(**forward_inputs).logits
+            teacher_outputs = self.teacher_model(**forward_inputs)
+        teacher_logits = teacher_outputs.logits
 
         loss, ce, kl = kd_loss(
             student_outputs.logits,
@@ -210,6 +312,13 @@ class KDSFTTrainer(SFTTrainer):
             num_items_in_batch=num_items_in_batch,
             return_parts=True,
         )
+        hid = None
+        if self.hidden_projections is not None and self.hidden is not None:
+            projected = self.hidden_projections(student_outputs.hidden_states)
+            targets = [teacher_outputs.hidden_states[t] for _, t in self.hidden_layer_map]
+            hid = hidden_loss(projected, targets, labels, self.hidden.loss, num_items_in_batch)
+            loss = loss + self.hidden.weight * hid
+            hid = hid.detach()
         # Same scaling as SFTTrainer: `num_items_in_batch` counts every rank's tokens, DDP averages
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
@@ -219,6 +328,11 @@ class KDSFTTrainer(SFTTrainer):
             n_local = (labels[:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
             scale = torch.as_tensor(num_items_in_batch, device=ce.device).float() / n_local
             ce, kl = ce * scale, kl * scale
+            if hid is not None:
+                n_hidden = (labels != IGNORE_INDEX).sum().clamp(min=1)
+                hid = hid * torch.as_tensor(num_items_in_batch, device=hid.device).float() / n_hidden
         self._metrics[mode]["kd_ce"].append(self.accelerator.gather_for_metrics(ce).mean().item())
         self._metrics[mode]["kd_kl"].append(self.accelerator.gather_for_metrics(kl).mean().item())
+        if hid is not None:
+            self._metrics[mode]["kd_hidden"].append(self.accelerator.gather_for_metrics(hid).mean().item())
         return (loss, student_outputs) if return_outputs else loss
