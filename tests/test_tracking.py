@@ -102,6 +102,9 @@ def test_wandb_offline_reads_back(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     run = make_run(tmp_path, rounds=3)
     assert main([str(run), "--report_to", "wandb"]) == 0
+    import wandb
+
+    wandb.teardown()  # the W&B service writes the run file; its exit is when the file is complete
     state = json.loads((run / "tracking.json").read_text())
     (run_file,) = (run / "wandb").glob(f"offline-run-*-{state['wandb_run_id']}/run-{state['wandb_run_id']}.wandb")
     history = _wandb_history(run_file)
