@@ -115,7 +115,21 @@ class RoundConfig:
         default=None, metadata={"help": "Verifier for every record, overriding each problem's `domain`."}
     )
     verify_timeout: float = field(default=5.0, metadata={"help": "Seconds allowed per verification."})
-    verify_workers: int | None = field(default=None, metadata={"help": "Verification worker processes."})
+    verify_workers: int | None = field(
+        default=None,
+        metadata={"help": "Verification worker processes (default: the CPUs this process may use; 1 = in-process)."},
+    )
+    shard_size: int = field(
+        default=256,
+        metadata={
+            "help": "Problems per shard: sampling and verification write one file per shard, and a killed "
+            "stage redoes only its unfinished shards."
+        },
+    )
+    overlap_verify: bool = field(
+        default=True,
+        metadata={"help": "Verify finished shards while later shards are still being sampled."},
+    )
     max_per_problem: int = field(
         default=1, metadata={"help": "Cap on distinct verified traces kept per problem (ReST-EM)."}
     )
@@ -148,14 +162,14 @@ class RoundConfig:
                 setattr(self, name, _load_mapping(name, value))
         if self.rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
         if self.round is not None and self.round < 1:
             raise ValueError(f"round must be >= 1, got {self.round}")
         if self.kd is not None:
-            unknown = set(self.kd) - {"alpha", "temperature", "teacher_model"}
-            if unknown:
-                raise ValueError(
-                    f"kd: unknown keys {sorted(unknown)}; expected alpha, temperature, teacher_model"
-                )
+            from sdp.distill.config import KDConfig  # torch-free: names a bad key or value at start-up
+
+            KDConfig.from_dict(self.kd)
             if not (self.kd.get("teacher_model") or self.teacher_model):
                 raise ValueError("kd needs a teacher: set kd.teacher_model or teacher_model")
         n = int((self.eval_sampling or {}).get("n", 1))
@@ -205,6 +219,6 @@ def parse_config(argv: list[str] | None = None) -> RoundConfig:
 def config_fingerprint(cfg: RoundConfig) -> str:
     """Canonical JSON of the fields that change results (not where the run lives, how far it goes, or progress bars)."""
     data = cfg.to_dict()
-    for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers"):
+    for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers", "overlap_verify"):
         data.pop(key, None)
     return json.dumps(data, sort_keys=True)

@@ -2,9 +2,12 @@
 
 Round k: sample N candidates per training problem with the current policy (or a teacher)
 -> verify each -> select (verified, distinct, capped) -> SFT -> evaluate on the held-out set
--> metrics.json. Round 0 is the baseline evaluation of the base model. Every stage writes
-atomically and is recorded in `runs/<name>/manifest.json`; a re-started job skips completed
-stages and resumes at the first unfinished one, with the same seeded results.
+-> metrics.json. Round 0 is the baseline evaluation of the base model. Each stage is a plain
+function below; each is recorded in `runs/<name>/manifest.json` when done, and a re-started job
+skips completed stages. Sampling and verification work in shards (`sdp.shards`): finished shards
+are verified while later ones are drawn, and a stage killed part-way redoes only its unfinished
+shards, with the same seeded results. The pass-through sections of the config are checked
+(`sdp.preflight`) before any work starts.
 
     python -m sdp.round                        # the embedded default (3 rounds)
     python -m sdp.round --config my.yaml --rounds 5
@@ -23,19 +26,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+from tqdm.auto import tqdm
 
 from sdp.config import RoundConfig, config_fingerprint, parse_config
-from sdp.stages.evaluate import evaluate_model, format_scores, sample_job
+from sdp.jsonl import JsonlWriter, count_lines, iter_jsonl
+from sdp.launch.process import StageError, run_stage, run_stage_while
+from sdp.rundir import RunDir, atomic_write_json, atomic_write_text
+from sdp.shards import ShardPlan, plan_shards
 from sdp.sources.problems import ProblemError, load_problems, subset
-from sdp.rundir import RunDir, atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
-from sdp.stages.select import select, sft_pairs
-from sdp.launch.process import run_stage
+from sdp.stages.evaluate import evaluate_model, format_scores
+from sdp.stages.sample import SampleJob, SampleTask
+from sdp.stages.select import Selector, sft_pair
 from sdp.stages.summary import write_summary
+from sdp.stages.verify import Verification, summarize
 
 logger = logging.getLogger("sdp.round")
 
 TRAIN_STAGES = ("sample", "verify", "select", "train", "evaluate")
-PREFETCH = "samples.prefetch.json"
 
 
 def peak_rss_mb() -> float:
@@ -103,6 +110,14 @@ def check_model_path(field_name: str, model: str | None) -> None:
         raise SystemExit(f"--{field_name} {model}: no such model directory{hint}")
 
 
+def preflight(run: RunDir, cfg: RoundConfig) -> None:
+    """Build SFTConfig, SamplingParams, LoraConfig and the engine arguments now (in a child, no model loaded)."""
+    try:
+        run_stage("sdp.preflight", cfg.to_dict(), run.root / "preflight.job.json")
+    except StageError as exc:
+        raise SystemExit(f"the configuration was rejected before any work (see the error above): {exc}") from None
+
+
 def plan_rounds(run: RunDir, cfg: RoundConfig) -> list[int]:
     done = run.completed_rounds()
     if cfg.round is not None:
@@ -116,53 +131,47 @@ def plan_rounds(run: RunDir, cfg: RoundConfig) -> list[int]:
     return list(range(first, cfg.rounds + 1))
 
 
-def train_sampling_task(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict]) -> dict:
-    """Round k's candidate-sampling task for `sdp.stages.sample` (writes the round's problems file)."""
-    rdir = run.round_dir(k)
+def train_shards(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict]) -> ShardPlan:
+    """Round k's training problems (a fresh seeded subset), cut into shards in the round directory."""
     problems = subset(train_all, cfg.max_train_problems, seed=cfg.seed * 1000 + k)
-    atomic_write_jsonl(rdir / "problems.jsonl", problems)
-    return {
-        "problems": str(rdir / "problems.jsonl"),
-        "output": str(rdir / "samples.jsonl"),
-        "sampling": cfg.sampling or {},
-        "seed_tag": f"train-{k}",
-    }
+    return plan_shards(problems, run.round_dir(k), cfg.shard_size)
 
 
-def prefetch_spec(cfg: RoundConfig, model: str, task: dict) -> dict:
-    """Everything that determines a task's samples; a prefetched file is used only if this matches."""
-    spec = {"model": model, "engine_args": cfg.engine_args, "seed": cfg.seed, "backend": cfg.backend, **task}
-    return json.loads(json.dumps(spec))
+def sampling_task(cfg: RoundConfig, plan: ShardPlan, k: int) -> SampleTask:
+    return SampleTask(str(plan.root), dict(cfg.sampling or {}), f"train-{k}")
+
+
+def next_round_task(
+    run: RunDir, cfg: RoundConfig, k: int, planned: list[int], train_all: list[dict]
+) -> SampleTask | None:
+    """Round k+1's sampling task when round k's evaluation can draw it (same model, one engine start)."""
+    if (
+        cfg.teacher_model is not None
+        or k + 1 not in planned
+        or run.done(k + 1, "sample")
+        or run.done(k, "evaluate")
+    ):
+        return None
+    return sampling_task(cfg, train_shards(run, cfg, k + 1, train_all), k + 1)
 
 
 def evaluate_stage(
-    run: RunDir, cfg: RoundConfig, k: int, model: str, eval_set: list[dict], prefetch: dict | None = None
+    run: RunDir, cfg: RoundConfig, k: int, model: str, eval_set: list[dict], also: SampleTask | None = None
 ) -> dict:
-    """Held-out evaluation of `model`; `prefetch` (the next round's sampling task) shares its engine."""
+    """Held-out evaluation of `model`; `also` (the next round's sampling task) shares its engine."""
 
     def fn() -> tuple[dict, str]:
         if not eval_set:
             return {"eval": {}}, "no held-out set"
-        scores, records = evaluate_model(
-            cfg, model, eval_set, run.round_dir(k), also=[prefetch] if prefetch else []
-        )
-        note = ""
-        if prefetch:
-            # Written after the samples are in place: the next round's sample stage trusts only this.
-            atomic_write_json(
-                Path(prefetch["output"]).with_name(PREFETCH), prefetch_spec(cfg, model, prefetch)
-            )
-            note = f" (+ round {k + 1}'s candidates on the same engine)"
-        return {
-            "eval": scores,
-            "eval_samples": len(records),
-        }, f"{len(records)} samples{note}: " + format_scores(scores)
+        scores, samples = evaluate_model(cfg, model, eval_set, run.round_dir(k), also=[also] if also else [])
+        note = f" (+ round {k + 1}'s candidates on the same engine)" if also else ""
+        return {"eval": scores, "eval_samples": samples}, f"{samples} samples{note}: " + format_scores(scores)
 
     return run_stage_once(run, k, "evaluate", fn)
 
 
-def run_baseline(run: RunDir, cfg: RoundConfig, eval_set: list[dict], prefetch: dict | None) -> None:
-    info = evaluate_stage(run, cfg, 0, cfg.model, eval_set, prefetch)
+def run_baseline(run: RunDir, cfg: RoundConfig, eval_set: list[dict], also: SampleTask | None) -> None:
+    info = evaluate_stage(run, cfg, 0, cfg.model, eval_set, also)
     if not run.done(0, "metrics"):
         metrics = {
             "round": 0,
@@ -175,97 +184,108 @@ def run_baseline(run: RunDir, cfg: RoundConfig, eval_set: list[dict], prefetch: 
         run.mark_done(0, "metrics", {"metrics": "round-0/metrics.json"})
 
 
-def next_round_task(
-    run: RunDir, cfg: RoundConfig, k: int, planned: list[int], train_all: list[dict]
-) -> dict | None:
-    """Round k+1's sampling task when round k's evaluation can draw it (same model, not yet sampled)."""
-    if (
-        cfg.teacher_model is not None
-        or k + 1 not in planned
-        or run.done(k + 1, "sample")
-        or run.done(k, "evaluate")
-    ):
-        return None
-    return train_sampling_task(run, cfg, k + 1, train_all)
+def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sampler: str) -> tuple[dict, dict]:
+    """The sample and verify stages of round k: finished shards are verified while later ones are drawn.
 
-
-def run_round(
-    run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict], eval_set: list[dict], planned: list[int]
-) -> dict:
-    run.clean_partial(k)
+    Shards sampled earlier (by a killed run, or by round k-1's evaluation on the same model) are
+    kept; only the others are drawn, and the sampler is not started when there are none.
+    """
     rdir = run.round_dir(k)
-    sampler = cfg.teacher_model or policy(run, cfg, k - 1)
+    verify_seconds = 0.0
+    bar = tqdm(total=plan.problems * int((cfg.sampling or {}).get("n", 1)), desc="verify", unit="rec",
+               disable=not cfg.progress)  # fmt: skip
+    with Verification(verifier=cfg.verifier, workers=cfg.verify_workers, timeout=cfg.verify_timeout) as verification:
 
-    def sample() -> tuple[dict, str]:
-        task = train_sampling_task(run, cfg, k, train_all)
-        marker = rdir / PREFETCH
-        prefetched = (
-            marker.exists()
-            and (rdir / "samples.jsonl").exists()
-            and json.loads(marker.read_text()) == prefetch_spec(cfg, sampler, task)
-        )
-        if not prefetched:
-            job = sample_job(
-                sampler,
-                Path(task["problems"]),
-                Path(task["output"]),
-                task["sampling"],
-                cfg.engine_args or {},
-                cfg.seed,
-                task["seed_tag"],
-                cfg.backend,
-                cfg.progress,
+        def verify_next() -> bool:
+            nonlocal verify_seconds
+            ready = [s for s in plan.shards if s.done("samples") and not s.done("verdicts")]
+            if ready:
+                start = time.perf_counter()
+                verification.verify_shard(ready[0], progress=bar)
+                verify_seconds += time.perf_counter() - start
+            return bool(ready)
+
+        def sample() -> tuple[dict, str]:
+            pending = plan.pending("samples")
+            if pending:
+                job = SampleJob(
+                    model=sampler,
+                    tasks=(sampling_task(cfg, plan, k),),
+                    engine_args=dict(cfg.engine_args or {}),
+                    seed=cfg.seed,
+                    backend=cfg.backend,
+                    progress=cfg.progress,
+                )
+                work = verify_next if cfg.overlap_verify else (lambda: False)
+                run_stage_while("sdp.stages.sample", job.to_dict(), rdir / "sample.job.json", work, env=cfg.vllm_env)
+            n = plan.count_records("samples")
+            earlier = plan.count - len(pending)
+            how = f"{earlier} of {plan.count} shards drawn earlier" if earlier else sampler
+            info = {
+                "problems": plan.problems,
+                "samples": n,
+                "shards": plan.count,
+                "shards_drawn_earlier": earlier,
+                "sampler_model": sampler,
+                "prefetched": not pending,
+            }
+            return info, f"{plan.problems} problems -> {n} samples in {plan.count} shards ({how})"
+
+        def verify() -> tuple[dict, str]:
+            nonlocal verify_seconds
+            while verify_next():
+                pass
+            counts = summarize(plan.iter_records("verdicts"))
+            info = {**counts, "verify_seconds": round(verify_seconds, 3)}
+            return info, (
+                f"{counts['total']} samples: {counts['ok']} ok, {counts['wrong']} wrong, "
+                f"{counts['unverifiable']} unverifiable"
             )
-            run_stage("sdp.stages.sample", job, rdir / "sample.job.json", env=cfg.vllm_env)
-        problems = sum(1 for _ in (rdir / "problems.jsonl").open())
-        n = sum(1 for _ in (rdir / "samples.jsonl").open())
-        how = f"drawn with round {k - 1}'s evaluation" if prefetched else sampler
-        return {
-            "problems": problems,
-            "samples": n,
-            "sampler_model": sampler,
-            "prefetched": prefetched,
-        }, f"{problems} problems -> {n} samples ({how})"
 
-    def verify() -> tuple[dict, str]:
-        from sdp.stages.verify import summarize, verify_records
+        try:
+            sample_info = run_stage_once(run, k, "sample", sample)
+            verify_info = run_stage_once(run, k, "verify", verify)
+        finally:
+            bar.close()
+    return sample_info, verify_info
 
-        records = verify_records(
-            read_jsonl(rdir / "samples.jsonl"),
-            verifier=cfg.verifier,
-            workers=cfg.verify_workers,
-            timeout=cfg.verify_timeout,
-            progress=cfg.progress,
-        )
-        atomic_write_jsonl(rdir / "verdicts.jsonl", records)
-        counts = summarize(records)
-        return (
-            dict(counts),
-            f"{counts['total']} samples: {counts['ok']} ok, {counts['wrong']} wrong, "
-            f"{counts['unverifiable']} unverifiable",
-        )
 
-    def select_() -> tuple[dict, str]:
+def select_stage(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan) -> dict:
+    """Stream the verdicts through the selection rules into `sft.jsonl` (rendered prompt / completion pairs)."""
+
+    def fn() -> tuple[dict, str]:
         from transformers import AutoTokenizer
 
         from sdp.stages.sample import render_prompt
 
-        chosen = select(read_jsonl(rdir / "verdicts.jsonl"), cfg.max_per_problem)
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-        atomic_write_jsonl(rdir / "sft.jsonl", sft_pairs(chosen.kept, lambda p: render_prompt(tokenizer, p)))
-        atomic_write_json(rdir / "solve_rates.json", chosen.solve_rates)
-        c = chosen.counts
-        info = {**c, "train_pass_rate": round(chosen.train_pass_rate, 6)}
+        rdir = run.round_dir(k)
+        selector = Selector(cfg.max_per_problem)
+        with JsonlWriter(rdir / "sft.jsonl") as out:
+            for shard in plan.shards:
+                problems = shard.load_problems()
+                for record in iter_jsonl(shard.verdicts):
+                    if selector.add(record):
+                        out.write(sft_pair(record, render_prompt(tokenizer, problems[record["id"]]["prompt"])))
+        atomic_write_json(rdir / "solve_rates.json", selector.solve_rates)
+        c = selector.summary()
+        info = {**c, "train_pass_rate": round(selector.train_pass_rate, 6)}
         return (
             info,
             f"kept {c['kept']} of {c['ok']} verified ({c['duplicates']} duplicates, {c['capped']} over cap, "
             f"{c['unverifiable']} unverifiable dropped); {c['problems_solved']}/{c['problems']} problems solved",
         )
 
-    def train() -> tuple[dict, str]:
+    return run_stage_once(run, k, "select", fn)
+
+
+def train_stage(run: RunDir, cfg: RoundConfig, k: int) -> dict:
+    """SFT on the round's kept traces, in its own process; the initial model when nothing was kept."""
+    rdir = run.round_dir(k)
+
+    def fn() -> tuple[dict, str]:
         init = cfg.model if cfg.init_from == "base" else policy(run, cfg, k - 1)
-        kept = sum(1 for _ in (rdir / "sft.jsonl").open())
-        if kept == 0:
+        if count_lines(rdir / "sft.jsonl") == 0:
             logger.warning(
                 "round %d: no verified traces to train on; the checkpoint is the initial model %s", k, init
             )
@@ -293,15 +313,12 @@ def run_round(
             f"{stats['examples']} examples, {stats['steps']} steps, loss {stats['train_loss']:.4f} (from {init})",
         )
 
-    infos = {
-        "sample": run_stage_once(run, k, "sample", sample),
-        "verify": run_stage_once(run, k, "verify", verify),
-        "select": run_stage_once(run, k, "select", select_),
-        "train": run_stage_once(run, k, "train", train),
-    }
-    prefetch = next_round_task(run, cfg, k, planned, train_all)
-    infos["evaluate"] = evaluate_stage(run, cfg, k, policy(run, cfg, k), eval_set, prefetch)
-    metrics = {
+    return run_stage_once(run, k, "train", fn)
+
+
+def round_metrics(run: RunDir, cfg: RoundConfig, k: int, infos: dict[str, dict]) -> dict:
+    """metrics.json of round k from its stages' manifest entries."""
+    return {
         "round": k,
         "model": _abs(run, infos["train"]["checkpoint"]),
         "sampler_model": infos["sample"]["sampler_model"],
@@ -320,8 +337,24 @@ def run_round(
         "timings": {name: infos[name]["seconds"] for name in TRAIN_STAGES},
         "peak_rss_mb": max(info["peak_rss_mb"] for info in infos.values()),
     }
+
+
+def run_round(
+    run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict], eval_set: list[dict], planned: list[int]
+) -> dict:
+    """Round k, stage by stage; each stage already in the manifest is skipped."""
+    run.clean_partial(k)
+    plan = train_shards(run, cfg, k, train_all)
+    sampler = cfg.teacher_model or policy(run, cfg, k - 1)
+    infos: dict[str, dict] = {}
+    infos["sample"], infos["verify"] = sample_and_verify(run, cfg, k, plan, sampler)
+    infos["select"] = select_stage(run, cfg, k, plan)
+    infos["train"] = train_stage(run, cfg, k)
+    also = next_round_task(run, cfg, k, planned, train_all)
+    infos["evaluate"] = evaluate_stage(run, cfg, k, policy(run, cfg, k), eval_set, also)
+    metrics = round_metrics(run, cfg, k, infos)
     if not run.done(k, "metrics"):
-        atomic_write_json(rdir / "metrics.json", metrics)
+        atomic_write_json(run.round_dir(k) / "metrics.json", metrics)
         run.mark_done(k, "metrics", {"metrics": f"round-{k}/metrics.json"})
     return metrics
 
@@ -346,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     run = RunDir(Path(cfg.output_dir) / cfg.name)
     check_run_config(run, cfg)
     rounds = plan_rounds(run, cfg)
+    if rounds or not run.done(0, "metrics"):
+        preflight(run, cfg)
     logger.info(
         "run %s: %d training problems, %d held-out; rounds to run: %s",
         run.root,

@@ -1,11 +1,11 @@
 """The run directory: atomic file writes and a manifest of completed stages, for resume.
 
-Layout: `runs/<name>/config.yaml`, `manifest.json`, `round-0/` (baseline evaluation),
-`round-<k>/` (samples.jsonl, verdicts.jsonl, sft.jsonl, solve_rates.json, checkpoint/,
-eval_samples.jsonl, eval.jsonl, metrics.json) and `summary/`. A stage counts as done only
-once its outputs have been renamed into place *and* the manifest says so; a stage that is
-not in the manifest is re-run from scratch, so a job killed at any instant resumes at the
-first unfinished stage. Every write goes to a temporary sibling first, then `os.replace`.
+Layout (docs/pipeline.md): `runs/<name>/config.yaml`, `manifest.json`, `round-0/` (baseline
+evaluation), `round-<k>/` (the round's shard directories `problems/`, `samples/`, `verdicts/`,
+then sft.jsonl, solve_rates.json, checkpoint/, `eval/`, metrics.json) and `summary/`. A stage
+counts as done once the manifest says so; inside the sharded stages each shard file is itself
+the record that the shard is done (see `sdp.shards`), so a killed stage redoes only its
+unfinished shards. Every write goes to a temporary sibling first, then `os.replace`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+# The one JSONL reader/writer lives in sdp.jsonl; re-exported for callers of the older names.
+from sdp.jsonl import atomic_write_jsonl, iter_jsonl, read_jsonl  # noqa: F401
 
 MANIFEST = "manifest.json"
 
@@ -40,18 +43,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_write_jsonl(path: str | Path, records: Iterable[Mapping]) -> int:
-    """Write one JSON object per line; return the number of lines."""
-    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) for r in records]
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
-    return len(lines)
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with Path(path).open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def atomic_replace_dir(src: str | Path, dst: str | Path) -> None:
@@ -110,13 +101,15 @@ class RunDir:
         return sorted(r for r in rounds if r >= 1)
 
     def clean_partial(self, k: int) -> None:
-        """Remove temp files and scratch dirs left in round `k` by a killed run."""
+        """Remove temp files and scratch dirs left anywhere in round `k` by a killed run."""
         directory = self.root / f"round-{k}"
         if not directory.exists():
             return
-        for path in directory.iterdir():
-            if path.name.startswith(".") and (".tmp-" in path.name or ".old-" in path.name):
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+        stale = [
+            p for p in directory.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name
+        ]
+        for path in sorted(stale, key=lambda p: len(p.parts)):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink(missing_ok=True)

@@ -8,7 +8,8 @@ import pytest
 
 from sdp.config import RoundConfig
 from sdp.round import next_round_task, plan_rounds, policy
-from sdp.rundir import RunDir, atomic_replace_dir, atomic_write_jsonl, fresh_tmp_dir, read_jsonl
+from sdp.rundir import RunDir, atomic_replace_dir, atomic_write_jsonl, fresh_tmp_dir
+from sdp.shards import ShardPlan
 
 TRAIN = [{"id": f"p{i}", "domain": "math", "prompt": "q", "answer": "1"} for i in range(5)]
 
@@ -37,10 +38,13 @@ def test_plan_rounds_resumes_and_checks_order(tmp_path):
 
 def test_next_round_candidates_are_drawn_early_only_for_self_distillation(tmp_path):
     run = RunDir(tmp_path / "r")
-    cfg = RoundConfig(max_train_problems=3)
+    cfg = RoundConfig(max_train_problems=3, shard_size=2)
     task = next_round_task(run, cfg, 0, [1, 2], TRAIN)
-    assert task["seed_tag"] == "train-1" and task["output"].endswith("round-1/samples.jsonl")
-    assert len(read_jsonl(task["problems"])) == 3
+    assert task.seed_tag == "train-1" and task.shards == str(tmp_path / "r" / "round-1")
+    plan = ShardPlan.load(task.shards)
+    assert (plan.problems, plan.count) == (3, 2)
+    assert [p["id"] for p in plan.iter_records("problems")] == [p["id"] for p in TRAIN if p["id"] in
+                                                                {q["id"] for q in plan.iter_records("problems")}]
     assert next_round_task(run, cfg, 2, [1, 2], TRAIN) is None  # round 3 is not planned
     assert next_round_task(run, RoundConfig(teacher_model="teacher"), 0, [1], TRAIN) is None
     run.mark_done(1, "sample", {})

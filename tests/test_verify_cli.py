@@ -12,12 +12,19 @@ from typing import Any
 
 import pytest
 
-from sdp.stages.verify import RecordError, read_records, summarize, verify_records
+from sdp.stages.verify import RecordError, summarize, verify_records
+from sdp.verify import iter_records
 from verifiers import UnknownVerifierError, Verdict
 
 REPO = Path(__file__).resolve().parent.parent
 CRASHY = "tests.test_verify_cli:CrashyVerifier"
 KILLER = "tests.test_verify_cli:KillerVerifier"
+NASTY = "tests.test_verify_cli:NastyVerifier"
+
+
+def read_records(path: Path, **kwargs: Any) -> tuple[list[dict], list[dict]]:
+    bad: list[dict] = []
+    return [record for record, _ in iter_records(path, bad=bad, **kwargs)], bad
 
 
 class CrashyVerifier:
@@ -29,6 +36,23 @@ class CrashyVerifier:
         if problem.get("boom"):
             raise RuntimeError(f"boom on {problem['id']}")
         return Verdict(bool(problem.get("ok")), "as told")
+
+
+class NastyVerifier:
+    """What a sandboxed program can make a verifier return: text with a lone surrogate and control bytes,
+    a raise, or a value that is not a verdict."""
+
+    name = "nasty"
+
+    def verify(self, problem: Mapping[str, Any], completion: str) -> Any:
+        kind = problem.get("kind")
+        if kind == "raise":
+            raise ValueError("bad \udc80 input")
+        if kind == "surrogate":
+            return Verdict(False, "ValueError: '\udc80' \x1b[31m\x85\x7f", answer="\ud800")
+        if kind == "garbage":
+            return {"ok": "yes"}
+        return Verdict(True, "fine")
 
 
 class KillerVerifier:
@@ -98,7 +122,7 @@ def test_a_crashing_verifier_costs_one_record(workers: int):
                for i in range(100)]
     results = verify_records(records, workers=workers, progress=False)
     verdicts = [r["verdict"] for r in results]
-    assert verdicts[70] == {"ok": False, "reason": "verifier error: RuntimeError: boom on c70", "answer": None}
+    assert verdicts[70] == {"ok": None, "reason": "verifier error: RuntimeError: boom on c70", "answer": None}
     assert [v["ok"] for i, v in enumerate(verdicts) if i != 70] == [i % 2 == 0 for i in range(100) if i != 70]
 
 
@@ -106,9 +130,32 @@ def test_a_dying_worker_process_costs_one_record():
     records = [{"id": f"k{i}", "domain": KILLER, "die": i == 33, "completion": ""} for i in range(80)]
     results = verify_records(records, workers=2, progress=False)
     reasons = [r["verdict"]["reason"] for r in results]
-    assert reasons[33] == "verifier crashed its worker process"
-    assert results[33]["verdict"]["ok"] is False
+    assert reasons[33] == "verifier crashed"
+    assert results[33]["verdict"]["ok"] is None
     assert reasons[:33] + reasons[34:] == ["survived"] * 79
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cli_keeps_every_record_around_nasty_verdicts(tmp_path: Path, workers: str):
+    """Records whose verification raises, returns garbage or carries unencodable text, between good ones."""
+    kinds = ["ok", "raise", "ok", "surrogate", "garbage", "ok"] * 12  # 72 records: the pool path too
+    records = [{"id": f"n{i}", "domain": NASTY, "kind": kind, "completion": "c"} for i, kind in enumerate(kinds)]
+    out = tmp_path / "out.jsonl"
+    proc = _cli(str(_write(tmp_path / "in.jsonl", records)), "-o", str(out), "--workers", workers)
+    assert proc.returncode == 0, proc.stderr
+    raw = out.read_bytes()
+    raw.decode("utf-8")  # strict: the file is valid UTF-8
+    assert b"\x1b" not in raw and "\x85".encode() not in raw and b"\x7f" not in raw  # control bytes escaped
+    written = [json.loads(line) for line in raw.decode().splitlines()]
+    assert [r["id"] for r in written] == [r["id"] for r in records]
+    by_kind = {kind: [r["verdict"] for r in written if r["kind"] == kind] for kind in set(kinds)}
+    assert all(v == {"ok": True, "reason": "fine", "answer": None} for v in by_kind["ok"])
+    assert all(v["ok"] is None and v["reason"] == "verifier error: ValueError: bad \udc80 input" for v in by_kind["raise"])
+    # The surrogate and control characters read back exactly as the verifier wrote them.
+    assert all(v == {"ok": False, "reason": "ValueError: '\udc80' \x1b[31m\x85\x7f", "answer": "\ud800"}
+               for v in by_kind["surrogate"])
+    assert all(v["ok"] is None and "verdict ok must be" in v["reason"] for v in by_kind["garbage"])
+    assert "verified 72 records: 36 ok, 12 wrong, 24 unverifiable" in proc.stdout
 
 
 def test_summarize_counts_all_three_kinds():

@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +48,53 @@ def run_stage(
     module: str, job: Mapping[str, Any], job_path: str | Path, env: Mapping[str, str] | None = None
 ) -> None:
     """Write `job` to `job_path` and run `python -m <module> <job_path>`; raise `StageError` on failure."""
+    check_stage(module, start_stage(module, job, job_path, env), job_path)
+
+
+def start_stage(
+    module: str, job: Mapping[str, Any], job_path: str | Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen:
+    """Write `job` to `job_path` and start `python -m <module> <job_path>` without waiting for it."""
     atomic_write_json(job_path, dict(job))
     child_env = dict(os.environ)
     child_env.update({k: str(v) for k, v in (env or {}).items()})
-    cmd = [sys.executable, "-m", module, str(job_path)]
-    logger.debug("running %s", " ".join(cmd))
-    result = subprocess.run(cmd, env=child_env, check=False)
-    if result.returncode != 0:
+    return subprocess.Popen([sys.executable, "-m", module, str(job_path)], env=child_env)
+
+
+def check_stage(module: str, proc: subprocess.Popen, job_path: str | Path) -> None:
+    """Wait for a started stage; raise `StageError` if it failed."""
+    if proc.wait() != 0:
         raise StageError(
-            f"{module} failed with exit status {result.returncode} (job {job_path}); its error is printed above. "
+            f"{module} failed with exit status {proc.returncode} (job {job_path}); its error is printed above. "
             f"Re-run the stage alone with: {sys.executable} -m {module} {job_path}"
         )
+
+
+def run_stage_while(
+    module: str,
+    job: Mapping[str, Any],
+    job_path: str | Path,
+    work: Callable[[], bool],
+    env: Mapping[str, str] | None = None,
+    poll_seconds: float = 0.5,
+) -> None:
+    """Run a stage child and, while it runs, call `work()` (which returns False when it found nothing to do).
+
+    The round verifies finished sample shards this way while later shards are still being drawn.
+    """
+    proc = start_stage(module, job, job_path, env)
+    try:
+        while proc.poll() is None:
+            if not work():
+                try:
+                    proc.wait(timeout=poll_seconds)
+                except subprocess.TimeoutExpired:
+                    pass
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    check_stage(module, proc, job_path)
 
 
 def load_job(argv: list[str] | None = None) -> dict[str, Any]:

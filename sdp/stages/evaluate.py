@@ -10,6 +10,9 @@ A problem whose samples are all unverifiable (`ok: null`, a bad gold) is left ou
 scores and counted under `unverifiable_problems`; an unverifiable sample of an otherwise
 verifiable problem counts as not correct.
 
+Records are streamed from the verdict shards; per sample only its verdict's `ok` and
+`answer` are kept until the scores are computed.
+
 `python -m sdp.evaluate [--config file.yaml] [--model path]` evaluates one model on the
 configured held-out set outside a run.
 """
@@ -19,14 +22,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sdp.rundir import read_jsonl
-from sdp.launch.process import run_stage
+from sdp.shards import DEFAULT_SHARD_SIZE, ShardPlan
+from sdp.stages.sample import SampleTask
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +56,17 @@ def majority_correct(samples: Sequence[Mapping[str, Any]]) -> bool | None:
 
 def eval_metrics(records: Iterable[Mapping[str, Any]], k: int | None = None) -> dict[str, dict[str, Any]]:
     """Scores per domain and over all problems (key "all") from verified eval records."""
+    # Only what scoring needs is kept per sample (not the completion), so records can be streamed.
     by_problem: dict[str, list[Mapping]] = defaultdict(list)
     for record in records:
-        by_problem[record["id"]].append(record)
+        verdict = record["verdict"]
+        by_problem[record["id"]].append(
+            {
+                "domain": record["domain"],
+                "sample_index": record.get("sample_index", 0),
+                "verdict": {"ok": verdict["ok"], "answer": verdict.get("answer")},
+            }
+        )
     per_domain: dict[str, dict[str, list]] = defaultdict(
         lambda: {"p1": [], "pk": [], "maj": [], "unverifiable": []}
     )
@@ -92,66 +103,53 @@ def eval_metrics(records: Iterable[Mapping[str, Any]], k: int | None = None) -> 
     return result
 
 
-def sample_job(
-    model: str,
-    problems_path: Path,
-    output: Path,
-    sampling: Mapping,
-    engine_args: Mapping,
-    seed: int,
-    seed_tag: str,
-    backend: str,
-    progress: bool,
-) -> dict[str, Any]:
-    """The job file of one `python -m sdp.stages.sample` run."""
-    return {
-        "model": model,
-        "problems": str(problems_path),
-        "output": str(output),
-        "sampling": dict(sampling),
-        "engine_args": dict(engine_args),
-        "seed": seed,
-        "seed_tag": seed_tag,
-        "backend": backend,
-        "progress": progress,
-    }
-
-
 def evaluate_model(
-    cfg: Any, model: str, problems: Sequence[Mapping], out_dir: Path, also: Sequence[Mapping] = ()
-) -> tuple[dict[str, dict[str, Any]], list[dict]]:
-    """Sample the held-out set with `model` (own process), verify, score; writes eval.jsonl in `out_dir`.
+    cfg: Any,
+    model: str,
+    problems: Iterable[Mapping],
+    out_dir: Path,
+    also: Sequence[SampleTask] = (),
+    after_sampling: Callable[[], None] | None = None,
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Sample the held-out set with `model` (own process), verify, score; returns (scores, samples).
 
-    `also`: further sampling tasks for the same engine (see `sdp.stages.sample.job_tasks`).
+    The set is sharded under `out_dir/eval/` (`sdp.shards`); shards finished by an earlier,
+    killed call are kept. Verification of finished shards overlaps the sampling of later ones.
+    `also`: further shard sets the same engine samples afterwards (the round's next candidates);
+    `after_sampling` runs once the sampler has exited successfully.
     """
-    from sdp.rundir import atomic_write_jsonl
-    from sdp.stages.verify import verify_records
+    from sdp.launch.process import run_stage_while
+    from sdp.shards import plan_shards
+    from sdp.stages.sample import SampleJob
+    from sdp.stages.verify import Verification
 
-    problems_path = out_dir / "eval_problems.jsonl"
-    atomic_write_jsonl(problems_path, problems)
-    samples_path = out_dir / "eval_samples.jsonl"
-    job = sample_job(
-        model,
-        problems_path,
-        samples_path,
-        cfg.eval_sampling,
-        cfg.engine_args or {},
-        cfg.seed,
-        "eval",
-        cfg.backend,
-        cfg.progress,
-    )
-    job["also"] = [dict(t) for t in also]
-    run_stage("sdp.stages.sample", job, out_dir / "eval_sample.job.json", env=cfg.vllm_env)
-    records = verify_records(
-        read_jsonl(samples_path),
-        verifier=cfg.verifier,
-        workers=cfg.verify_workers,
-        timeout=cfg.verify_timeout,
-        progress=cfg.progress,
-    )
-    atomic_write_jsonl(out_dir / "eval.jsonl", records)
-    return eval_metrics(records, cfg.eval_k), records
+    plan = plan_shards(problems, out_dir / "eval", getattr(cfg, "shard_size", DEFAULT_SHARD_SIZE))
+    task = SampleTask(str(plan.root), dict(cfg.eval_sampling or {}), "eval")
+    tasks = [task, *also] if plan.pending("samples") else list(also)
+    with Verification(verifier=cfg.verifier, workers=cfg.verify_workers, timeout=cfg.verify_timeout) as verification:
+
+        def verify_ready() -> bool:
+            ready = [s for s in plan.shards if s.done("samples") and not s.done("verdicts")]
+            for shard in ready[:1]:
+                verification.verify_shard(shard)
+            return bool(ready)
+
+        if any(ShardPlan.load(t.shards).pending("samples") for t in tasks):  # type: ignore[union-attr]
+            job = SampleJob(
+                model=model,
+                tasks=tuple(tasks),
+                engine_args=dict(cfg.engine_args or {}),
+                seed=cfg.seed,
+                backend=cfg.backend,
+                progress=cfg.progress,
+            )
+            work = verify_ready if getattr(cfg, "overlap_verify", True) else (lambda: False)
+            run_stage_while("sdp.stages.sample", job.to_dict(), out_dir / "eval_sample.job.json", work, env=cfg.vllm_env)
+        if after_sampling is not None:
+            after_sampling()
+        for shard in plan.pending("verdicts"):
+            verification.verify_shard(shard)
+    return eval_metrics(plan.iter_records("verdicts"), cfg.eval_k), plan.count_records("verdicts")
 
 
 def format_scores(scores: Mapping[str, Mapping[str, Any]]) -> str:

@@ -1,8 +1,14 @@
-"""Sample N candidates per problem with vLLM's offline engine (or transformers, as a fallback).
+"""Sample N candidates per problem with vLLM's offline engine (or transformers, as a fallback), shard by shard.
 
-Run by the round in its own process (`python -m sdp.stages.sample JOB.json`) so that vLLM's memory
-is released before training. The job names the model, the problems file, the output file,
-vLLM `SamplingParams` and `LLM` keyword arguments (passed through untouched) and a seed.
+Run by the round in its own process (`python -m sdp.stages.sample JOB.json`, the job a
+`SampleJob`) so that vLLM's memory is released before training. One engine serves every task of
+the job; each task is a shard set (`sdp.shards`), and each shard's samples file is written as soon
+as all of its problems are finished, so a killed sampler redoes only the shards it had not
+written. The engine is kept full across shard boundaries: `window` shards are queued at once,
+and the next one is queued as soon as one finishes.
+
+A sample record references its problem: `{id, domain, sample_index, completion,
+completion_tokens, finish_reason}`; the problem's other fields stay in the shard's problems file.
 
 Determinism: every problem gets its own seed derived from (seed, problem id), so a problem's
 samples do not depend on batch composition or order, and a resumed run re-draws exactly the
@@ -11,18 +17,22 @@ same candidates. vLLM gives the i-th of n samples the seed `seed + i`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sdp.rundir import atomic_write_jsonl, read_jsonl
+from sdp.jsonl import atomic_write_jsonl, iter_jsonl, read_jsonl
 from sdp.launch.process import die_with_parent, load_job
+from sdp.shards import Shard, ShardPlan
+
+K = TypeVar("K")
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +70,89 @@ def problem_seed(seed: int, *parts: str) -> int:
 
 def _records(problem: Mapping, outputs: Sequence[tuple[str, int, str | None]]) -> list[dict]:
     return [
-        {**problem, "completion": text, "sample_index": i, "completion_tokens": ntok, "finish_reason": finish}
+        {
+            "id": problem["id"],
+            "domain": problem.get("domain"),
+            "completion": text,
+            "sample_index": i,
+            "completion_tokens": ntok,
+            "finish_reason": finish,
+        }
         for i, (text, ntok, finish) in enumerate(outputs)
     ]
+
+
+def stream_vllm(
+    llm: Any,
+    batches: Iterable[tuple[K, Sequence[Mapping]]],
+    sampling: Mapping[str, Any],
+    seed: int,
+    *,
+    seed_tag: str = "",
+    window: int = 2,
+    progress: bool = True,
+) -> Iterator[tuple[K, list[dict]]]:
+    """Yield (key, records) for each batch of problems as soon as all its requests are finished.
+
+    At most `window` batches are queued in the engine at once; the next is queued as soon as one
+    finishes, so the engine stays busy across batch boundaries while memory stays bounded.
+    """
+    from tqdm.auto import tqdm
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    tokenizer = llm.get_tokenizer()
+    params = dict(sampling)
+    base_seed = int(params.pop("seed", seed))
+    n = int(params.get("n", 1))
+    owner: dict[str, tuple[K, int]] = {}
+    open_: dict[K, tuple[Sequence[Mapping], list[Any]]] = {}
+    left: dict[K, int] = {}
+    feed = iter(batches)
+    bar = tqdm(desc="sampling", unit="sample", disable=not progress)
+
+    def enqueue() -> bool:
+        item = next(feed, None)
+        if item is None:
+            return False
+        key, problems = item
+        prompts = [
+            TokensPrompt(prompt_token_ids=encode_prompt(tokenizer, render_prompt(tokenizer, p["prompt"])))
+            for p in problems
+        ]
+        per_prompt = [SamplingParams(**params, seed=problem_seed(base_seed, seed_tag, p["id"])) for p in problems]
+        ids = llm.enqueue(prompts, per_prompt, use_tqdm=False)
+        open_[key], left[key] = (problems, [None] * len(problems)), len(problems)
+        # enqueue() returns the engine's ids ("<id>-<suffix>"); outputs carry the request's own "<id>".
+        owner.update({str(rid).split("-")[0]: (key, i) for i, rid in enumerate(ids)})
+        return True
+
+    try:
+        for _ in range(max(1, window)):
+            if not enqueue():
+                break
+        while open_:
+            if not llm.llm_engine.has_unfinished_requests():
+                raise RuntimeError(f"vLLM finished without the outputs of {len(owner)} requests")
+            for out in llm.llm_engine.step():
+                if not out.finished or str(out.request_id) not in owner:
+                    continue
+                key, i = owner.pop(str(out.request_id))
+                problems, outputs = open_[key]
+                outputs[i] = out
+                bar.update(n)
+                left[key] -= 1
+                if left[key]:
+                    continue
+                del open_[key], left[key]
+                enqueue()
+                records: list[dict] = []
+                for problem, result in zip(problems, outputs, strict=True):
+                    cands = sorted(result.outputs, key=lambda o: o.index)
+                    records.extend(_records(problem, [(o.text, len(o.token_ids), o.finish_reason) for o in cands]))
+                yield key, records
+    finally:
+        bar.close()
 
 
 def sample_vllm(
@@ -75,23 +165,9 @@ def sample_vllm(
     progress: bool = True,
 ) -> list[dict]:
     """Draw `sampling['n']` completions per problem with an existing `vllm.LLM`; records in problem order."""
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
-
-    tokenizer = llm.get_tokenizer()
-    params = dict(sampling)
-    base_seed = int(params.pop("seed", seed))
-    prompts = [
-        TokensPrompt(prompt_token_ids=encode_prompt(tokenizer, render_prompt(tokenizer, p["prompt"])))
-        for p in problems
-    ]
-    per_prompt = [SamplingParams(**params, seed=problem_seed(base_seed, seed_tag, p["id"])) for p in problems]
-    outputs = llm.generate(prompts, per_prompt, use_tqdm=progress)
-    records: list[dict] = []
-    for problem, out in zip(problems, outputs, strict=True):
-        cands = sorted(out.outputs, key=lambda o: o.index)
-        records.extend(_records(problem, [(o.text, len(o.token_ids), o.finish_reason) for o in cands]))
-    return records
+    if not problems:
+        return []
+    return next(iter(stream_vllm(llm, [(0, problems)], sampling, seed, seed_tag=seed_tag, progress=progress)))[1]
 
 
 def build_llm(model: str, engine_args: Mapping[str, Any], seed: int) -> Any:
@@ -99,6 +175,60 @@ def build_llm(model: str, engine_args: Mapping[str, Any], seed: int) -> Any:
 
     args = {"seed": seed, **engine_args}
     return LLM(model=model, **args)
+
+
+class HFSampler:
+    """The `hf` backend: transformers `generate`, one problem (n sequences) at a time."""
+
+    def __init__(self, model_path: str, sampling: Mapping[str, Any], seed: int, seed_tag: str = "") -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        ignored = sorted(set(sampling) - _HF_KEYS)
+        if ignored:
+            logger.warning("hf backend ignores sampling keys %s", ignored)
+        params = dict(sampling)
+        self.base_seed, self.seed_tag = int(params.pop("seed", seed)), seed_tag
+        stops = params.get("stop") or []
+        self.stops = [stops] if isinstance(stops, str) else list(stops)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path)
+        self.model.eval()
+        tok = self.tokenizer
+        temperature = float(params.get("temperature", 1.0))
+        self.gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": int(params.get("max_tokens", 16)),
+            "num_return_sequences": int(params.get("n", 1)),
+            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            "eos_token_id": tok.eos_token_id,
+        }
+        if temperature > 0:
+            self.gen_kwargs.update(do_sample=True, temperature=temperature, top_p=float(params.get("top_p", 1.0)))
+            if params.get("top_k") not in (None, -1, 0):
+                self.gen_kwargs["top_k"] = int(params["top_k"])
+        else:
+            self.gen_kwargs["do_sample"] = False
+
+    def sample(self, problem: Mapping[str, Any]) -> list[dict]:
+        import torch
+
+        tokenizer = self.tokenizer
+        ids = encode_prompt(tokenizer, render_prompt(tokenizer, problem["prompt"]))
+        torch.manual_seed(problem_seed(self.base_seed, self.seed_tag, problem["id"]))
+        with torch.no_grad():
+            out = self.model.generate(
+                torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **self.gen_kwargs
+            )
+        cands = []
+        for row in out[:, len(ids) :].tolist():
+            finish = "length"
+            if tokenizer.eos_token_id in row:
+                row, finish = row[: row.index(tokenizer.eos_token_id)], "stop"
+            text = tokenizer.decode(row, skip_special_tokens=True)
+            for stop in self.stops:
+                if stop in text:
+                    text, finish = text[: text.index(stop)], "stop"
+            cands.append((text, len(row), finish))
+        return _records(problem, cands)
 
 
 def sample_hf(
@@ -110,114 +240,110 @@ def sample_hf(
     seed_tag: str = "",
     progress: bool = True,
 ) -> list[dict]:
-    """The `hf` backend: transformers `generate`, one problem (n sequences) at a time."""
-    import torch
+    """The `hf` backend on a list of problems; records in problem order."""
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ignored = sorted(set(sampling) - _HF_KEYS)
-    if ignored:
-        logger.warning("hf backend ignores sampling keys %s", ignored)
-    params = dict(sampling)
-    base_seed = int(params.pop("seed", seed))
-    n = int(params.get("n", 1))
-    temperature = float(params.get("temperature", 1.0))
-    stops = params.get("stop") or []
-    stops = [stops] if isinstance(stops, str) else list(stops)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path)
-    model.eval()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    gen_kwargs: dict[str, Any] = {
-        "max_new_tokens": int(params.get("max_tokens", 16)),
-        "num_return_sequences": n,
-        "pad_token_id": pad_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
-    if temperature > 0:
-        gen_kwargs.update(do_sample=True, temperature=temperature, top_p=float(params.get("top_p", 1.0)))
-        if params.get("top_k") not in (None, -1, 0):
-            gen_kwargs["top_k"] = int(params["top_k"])
-    else:
-        gen_kwargs["do_sample"] = False
-    records: list[dict] = []
-    for problem in tqdm(problems, desc="sampling (hf)", disable=not progress):
-        ids = encode_prompt(tokenizer, render_prompt(tokenizer, problem["prompt"]))
-        torch.manual_seed(problem_seed(base_seed, seed_tag, problem["id"]))
-        with torch.no_grad():
-            out = model.generate(
-                torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **gen_kwargs
-            )
-        cands = []
-        for row in out[:, len(ids) :].tolist():
-            finish = "length"
-            if tokenizer.eos_token_id in row:
-                row, finish = row[: row.index(tokenizer.eos_token_id)], "stop"
-            text = tokenizer.decode(row, skip_special_tokens=True)
-            for stop in stops:
-                if stop in text:
-                    text, finish = text[: text.index(stop)], "stop"
-            cands.append((text, len(row), finish))
-        records.extend(_records(problem, cands))
-    return records
+    sampler = HFSampler(model_path, sampling, seed, seed_tag)
+    return [r for p in tqdm(problems, desc="sampling (hf)", disable=not progress) for r in sampler.sample(p)]
 
 
-def job_tasks(job: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A job's sampling tasks: its own (problems, output, sampling, seed_tag) plus any in `also`.
+@dataclass(frozen=True)
+class SampleTask:
+    """One shard set to sample: every shard of `shards` (a directory, see `sdp.shards`) lacking samples."""
 
-    Several tasks share one engine start; the round uses this to draw the next round's
-    training candidates in the same process as the held-out evaluation of the same model.
+    shards: str = field(metadata={"help": "Directory of the shard set (holds shards.json)."})
+    sampling: dict = field(default_factory=dict, metadata={"help": "vllm.SamplingParams keyword arguments."})
+    seed_tag: str = field(default="", metadata={"help": "Part of every per-problem seed (e.g. 'train-2', 'eval')."})
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """The job of one `python -m sdp.stages.sample` process: one engine, one or more shard sets."""
+
+    model: str = field(metadata={"help": "Model path or hub id."})
+    tasks: tuple[SampleTask, ...] = field(metadata={"help": "Shard sets, sampled in this order."})
+    engine_args: dict = field(default_factory=dict, metadata={"help": "vllm.LLM keyword arguments."})
+    seed: int = field(default=0, metadata={"help": "Base seed (engine and per-problem seeds)."})
+    backend: str = field(default="vllm", metadata={"help": "'vllm' or 'hf'."})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+    window: int = field(default=2, metadata={"help": "Shards queued in the engine at once."})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SampleJob:
+        fields = dict(data)
+        fields["tasks"] = tuple(SampleTask(**t) for t in fields.get("tasks", ()))
+        return cls(**fields)
+
+
+def sample_shards(
+    engine: Any,
+    shards: Sequence[Shard],
+    sampling: Mapping[str, Any],
+    seed: int,
+    *,
+    seed_tag: str = "",
+    window: int = 2,
+    progress: bool = True,
+) -> Iterator[Shard]:
+    """Sample every problem of `shards` and write each shard's samples file; yield each shard when written.
+
+    `engine` is a `vllm.LLM`, or a model path for the `hf` backend. Shards are yielded in the
+    order they finish (each file's content does not depend on that order).
     """
-    keys = ("problems", "output", "sampling", "seed_tag")
-    return [
-        {k: job.get(k, "") for k in keys},
-        *[{k: t.get(k, "") for k in keys} for t in job.get("also", [])],
-    ]
+    if isinstance(engine, str):
+        sampler = HFSampler(engine, sampling, seed, seed_tag)
+        for shard in shards:
+            records = [r for p in iter_jsonl(shard.problems) for r in sampler.sample(p)]
+            atomic_write_jsonl(shard.samples, records)
+            yield shard
+        return
+    batches = ((shard, read_jsonl(shard.problems)) for shard in shards)
+    for shard, records in stream_vllm(
+        engine, batches, sampling, seed, seed_tag=seed_tag, window=window, progress=progress
+    ):
+        atomic_write_jsonl(shard.samples, records)
+        yield shard
 
 
-def run_job(job: Mapping[str, Any]) -> int:
-    """Sample every task of the job and write its output file; return the number of records."""
-    backend = job.get("backend", "vllm")
+def run_job(job: SampleJob) -> int:
+    """Sample every pending shard of every task of the job; return the number of shards written."""
+    backend = job.backend
     if backend == "vllm" and not is_vllm_available():
         logger.warning("vLLM is not installed: sampling with the slow 'hf' backend instead")
         backend = "hf"
     if backend not in ("vllm", "hf"):
         raise ValueError(f"unknown sampling backend {backend!r} (expected 'vllm' or 'hf')")
-    seed, progress = int(job["seed"]), job.get("progress", True)
-    llm = build_llm(job["model"], job.get("engine_args") or {}, seed) if backend == "vllm" else None
-    total = 0
-    for task in job_tasks(job):
+    plans = [(task, ShardPlan.load(task.shards)) for task in job.tasks]
+    for task, plan in plans:
+        if plan is None:
+            raise FileNotFoundError(f"{task.shards}: no shard plan (shards.json)")
+    pending = [(task, plan.pending("samples")) for task, plan in plans if plan is not None]
+    if not any(shards for _, shards in pending):
+        return 0
+    engine: Any = job.model
+    if backend == "vllm":
+        engine = build_llm(job.model, job.engine_args, job.seed)
+    written = 0
+    for task, shards in pending:
         start = time.perf_counter()
-        problems = read_jsonl(task["problems"])
-        if llm is not None:
-            records = sample_vllm(
-                llm, problems, task["sampling"], seed, seed_tag=task["seed_tag"], progress=progress
-            )
-        else:
-            records = sample_hf(
-                job["model"], problems, task["sampling"], seed, seed_tag=task["seed_tag"], progress=progress
-            )
-        count = atomic_write_jsonl(task["output"], records)
-        total += count
-        logger.info(
-            "sampled %d completions for %d problems in %.1f s (%s) -> %s",
-            count,
-            len(problems),
-            time.perf_counter() - start,
-            backend,
-            task["output"],
-        )
-    return total
+        for shard in sample_shards(
+            engine, shards, task.sampling, job.seed, seed_tag=task.seed_tag, window=job.window, progress=job.progress
+        ):
+            written += 1
+            logger.info("sampled %s (%s) -> %s", shard.name, backend, shard.samples)
+        if shards:
+            logger.info("%d shards of %s in %.1f s", len(shards), task.shards, time.perf_counter() - start)
+    return written
 
 
 def main(argv: list[str] | None = None) -> None:
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    job = load_job(argv)
-    for task in job_tasks(job):
-        Path(task["output"]).parent.mkdir(parents=True, exist_ok=True)
-    run_job(job)
-    # The output is fsynced and renamed; vLLM's interpreter-exit shutdown would add seconds.
+    run_job(SampleJob.from_dict(load_job(argv)))
+    # The outputs are fsynced and renamed; vLLM's interpreter-exit shutdown would add seconds.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -10,12 +10,13 @@ Rules, per problem, in sample order:
 - keep at most `max_per_problem` distinct traces (ReST-EM's cap), the first ones drawn.
 
 Each problem's solve rate is its share of verified samples among all its samples.
+`Selector` applies the rules record by record (the round streams verdict shards through it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,13 +29,55 @@ def dedupe_key(completion: str) -> str:
     return _WS.sub(" ", completion.strip())
 
 
-@dataclass
-class Selection:
-    """Kept records, per-problem solve rates and counts."""
+def _digest(completion: str) -> bytes:
+    return hashlib.blake2b(dedupe_key(completion).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
-    kept: list[dict] = field(default_factory=list)
-    solve_rates: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+
+class Selector:
+    """The selection rules applied record by record; it keeps only per-problem state.
+
+    Per problem: sample and verified counts, and 16-byte hashes of its distinct verified
+    completions (for duplicates); never the records themselves.
+    """
+
+    def __init__(self, max_per_problem: int) -> None:
+        if max_per_problem < 1:
+            raise ValueError(f"max_per_problem must be >= 1, got {max_per_problem}")
+        self.max_per_problem = max_per_problem
+        self._seen: dict[str, set[bytes]] = {}
+        self._tally: dict[str, list[int]] = {}  # id -> [verified, samples]
+        self.counts = dict.fromkeys(("samples", "ok", "wrong", "unverifiable", "duplicates", "capped", "kept"), 0)
+
+    def add(self, record: Mapping[str, Any]) -> bool:
+        """Count `record` (with its `verdict`); True when it is kept for training."""
+        tally = self._tally.setdefault(record["id"], [0, 0])
+        tally[1] += 1
+        self.counts["samples"] += 1
+        verdict = record["verdict"]["ok"]
+        if verdict is None:
+            self.counts["unverifiable"] += 1
+            return False
+        if not verdict:
+            self.counts["wrong"] += 1
+            return False
+        tally[0] += 1
+        self.counts["ok"] += 1
+        seen = self._seen.setdefault(record["id"], set())
+        key = _digest(record["completion"])
+        if key in seen:
+            self.counts["duplicates"] += 1
+            return False
+        seen.add(key)
+        if len(seen) > self.max_per_problem:
+            self.counts["capped"] += 1
+            return False
+        self.counts["kept"] += 1
+        return True
+
+    @property
+    def solve_rates(self) -> dict[str, float]:
+        """Each problem's share of verified samples among its samples."""
+        return {pid: ok / n for pid, (ok, n) in self._tally.items()}
 
     @property
     def train_pass_rate(self) -> float:
@@ -42,47 +85,37 @@ class Selection:
         rates = list(self.solve_rates.values())
         return sum(rates) / len(rates) if rates else 0.0
 
+    def summary(self) -> dict[str, int]:
+        rates = self.solve_rates
+        return {**self.counts, "problems": len(rates), "problems_solved": sum(1 for r in rates.values() if r > 0)}
+
+
+@dataclass
+class Selection:
+    """Kept records, per-problem solve rates and counts (the in-memory form of `Selector`)."""
+
+    kept: list[dict] = field(default_factory=list)
+    solve_rates: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def train_pass_rate(self) -> float:
+        rates = list(self.solve_rates.values())
+        return sum(rates) / len(rates) if rates else 0.0
+
 
 def select(records: Iterable[Mapping[str, Any]], max_per_problem: int) -> Selection:
-    """Apply the selection rules to verified records (each with a `verdict`)."""
-    if max_per_problem < 1:
-        raise ValueError(f"max_per_problem must be >= 1, got {max_per_problem}")
-    by_problem: dict[str, list[Mapping]] = defaultdict(list)
-    for record in records:
-        by_problem[record["id"]].append(record)
-    out = Selection()
-    counts = dict.fromkeys(("samples", "ok", "wrong", "unverifiable", "duplicates", "capped", "kept"), 0)
-    for pid, group in by_problem.items():
-        seen: set[str] = set()
-        ok = 0
-        for record in group:
-            counts["samples"] += 1
-            verdict = record["verdict"]["ok"]
-            if verdict is None:
-                counts["unverifiable"] += 1
-                continue
-            if not verdict:
-                counts["wrong"] += 1
-                continue
-            ok += 1
-            counts["ok"] += 1
-            key = dedupe_key(record["completion"])
-            if key in seen:
-                counts["duplicates"] += 1
-                continue
-            seen.add(key)
-            if len(seen) > max_per_problem:
-                counts["capped"] += 1
-                continue
-            out.kept.append(dict(record))
-        out.solve_rates[pid] = ok / len(group)
-    counts["kept"] = len(out.kept)
-    counts["problems"] = len(by_problem)
-    counts["problems_solved"] = sum(1 for r in out.solve_rates.values() if r > 0)
-    out.counts = counts
-    return out
+    """Apply the selection rules to verified records (each with a `verdict`), keeping the kept ones."""
+    selector = Selector(max_per_problem)
+    kept = [dict(r) for r in records if selector.add(r)]
+    return Selection(kept, selector.solve_rates, selector.summary())
+
+
+def sft_pair(record: Mapping[str, Any], rendered_prompt: str) -> dict:
+    """One SFT example: the rendered prompt and the kept completion (plus the problem id for traceability)."""
+    return {"id": record["id"], "prompt": rendered_prompt, "completion": record["completion"]}
 
 
 def sft_pairs(kept: Iterable[Mapping[str, Any]], render: Callable[[str], str]) -> list[dict]:
-    """The SFT set: rendered prompt / completion pairs (plus the problem id for traceability)."""
-    return [{"id": r["id"], "prompt": render(r["prompt"]), "completion": r["completion"]} for r in kept]
+    """The SFT set of kept records that carry their `prompt`."""
+    return [sft_pair(r, render(r["prompt"])) for r in kept]
