@@ -1,7 +1,7 @@
 """Adapters: standard data-set schemas -> sdp's problem dict.
 
 A problem source is a path (or `datasets` name) plus the format of its rows. A plain string
-is a source already in sdp's format; a mapping `{path, format, fields, split, domain, id_prefix}`
+is a source already in sdp's format; a mapping `{path, format, fields, split, subset, domain, id_prefix}`
 names an adapter from `ADAPTERS`:
 
 | format     | raw row                                                  | problem                           |
@@ -50,6 +50,9 @@ class ProblemSource:
     )
     split: str | None = field(
         default=None, metadata={"help": "`datasets` split of this source (default: the set's split)."}
+    )
+    subset: str | None = field(
+        default=None, metadata={"help": "`datasets` configuration name, e.g. `main` for openai/gsm8k."}
     )
     domain: str | None = field(
         default=None, metadata={"help": "Domain of every problem (format `fields`; default: the row's `domain`)."}
@@ -100,7 +103,7 @@ class ProblemSource:
     def to_spec(self) -> str | dict[str, Any]:
         """The config form: the plain path when nothing but the path is set, else a mapping."""
         out: dict[str, Any] = {"path": self.path, "format": self.format}
-        for name in ("split", "domain", "id_prefix"):
+        for name in ("split", "subset", "domain", "id_prefix"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.fields:

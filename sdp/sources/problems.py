@@ -5,7 +5,7 @@ A problem is a mapping with `id` (a unique string), `domain` (a verifier name), 
 Sources: `.jsonl`/`.json` files (one object per line; gzipped as `.jsonl.gz`), `.parquet` files, or anything
 `datasets.load_dataset` accepts (a local dataset directory or script, or a hub name where
 the hub is reachable). A source is a plain path (rows already in sdp's format) or a mapping
-`{path, format, fields, split, domain, id_prefix}` whose `format` names an adapter of
+`{path, format, fields, split, subset, domain, id_prefix}` whose `format` names an adapter of
 `sdp.sources.adapters` (gsm8k, math, humaneval, mbpp, apps, fields). Duplicate ids (across all sources of a set), missing or mistyped
 fields, unknown domains and empty sets raise `ProblemError`; nothing is skipped silently.
 """
@@ -57,7 +57,7 @@ def _read_jsonl(path: Path) -> Iterable[tuple[int, Any]]:
                 ) from exc
 
 
-def _read_source(source: str, split: str) -> Iterable[tuple[int | None, Any]]:
+def _read_source(source: str, split: str, subset: str | None = None) -> Iterable[tuple[int | None, Any]]:
     """Yield (line or row number, raw record) from one source."""
     path = Path(source)
     if path.suffix == ".parquet":
@@ -76,9 +76,10 @@ def _read_source(source: str, split: str) -> Iterable[tuple[int | None, Any]]:
     import datasets
 
     try:
-        ds = datasets.load_dataset(source, split=split)
+        ds = datasets.load_dataset(source, subset, split=split)
     except Exception as exc:  # datasets raises many types for a missing/bad source
-        raise ProblemError(f"{source}: cannot load as a datasets source (split {split!r}): {exc}") from exc
+        which = f"split {split!r}" + (f", subset {subset!r}" if subset else "")
+        raise ProblemError(f"{source}: cannot load as a datasets source ({which}): {exc}") from exc
     for row, record in enumerate(ds, start=1):
         yield row, record
 
@@ -161,7 +162,7 @@ def iter_problems(sources: SourceSpec | Iterable[SourceSpec], split: str = "trai
     cache: dict[str, bool] = {}
     for source in parse_sources(sources):
         source_split = source.split or split
-        for line, record in _read_source(source.path, source_split):
+        for line, record in _read_source(source.path, source_split, source.subset):
             where = _where(source.path, line)
             try:
                 record = adapt(record, RowContext(source, line or 0, source_split))
