@@ -136,6 +136,7 @@ def serve_calls(program):
                 names[name] = {"value": encode_value(value)}
             except (TypeError, ValueError):
                 pass
+    _flush()
     send_frame(4, {"names": names})
     handles = []  # objects that are not plain data stay here; the judge gets their index
     while True:
@@ -164,6 +165,7 @@ def serve_calls(program):
                 args, kwargs = decode_value(req["args"]), decode_value(req["kwargs"])
                 result = glb[req["name"]](*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - includes SystemExit from sys.exit()
+            _flush()
             send_frame(4, {"raised": _describe(exc), **_mutated(req, args, kwargs)})
             continue
         try:
@@ -173,7 +175,18 @@ def serve_calls(program):
             reply = {"handle": len(handles) - 1, "type": type(result).__name__[:100]}
             if callable(getattr(type(result), "__next__", None)):
                 reply["iterator"] = True  # a generator or iterator: the tests may consume it
+        _flush()
         send_frame(4, {**reply, **_mutated(req, args, kwargs)})
+
+
+def _flush():
+    """What the program printed so far reaches the worker before the judge hears back (a test
+    job's call server is killed, not exited, when the tests are done)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - a stream the program broke is its own business
+            pass
 
 
 def _mutated(req, args, kwargs):
