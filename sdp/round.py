@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from sdp.config import RoundConfig, config_fingerprint, parse_config
 from sdp.jsonl import JsonlWriter, count_lines, iter_jsonl
-from sdp.launch.process import StageError, run_stage, run_stage_while
+from sdp.launch.process import StageError, pause_point, run_stage, run_stage_while
 from sdp.rundir import RunDir, atomic_write_json, atomic_write_text
 from sdp.shards import ShardPlan, plan_shards
 from sdp.sources.problems import ProblemError, load_problems, subset
@@ -191,18 +191,20 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
     kept; only the others are drawn, and the sampler is not started when there are none.
     """
     rdir = run.round_dir(k)
-    verify_seconds = 0.0
+    verify_seconds, verified = 0.0, 0
     bar = tqdm(total=plan.problems * int((cfg.sampling or {}).get("n", 1)), desc="verify", unit="rec",
                disable=not cfg.progress)  # fmt: skip
     with Verification(verifier=cfg.verifier, workers=cfg.verify_workers, timeout=cfg.verify_timeout) as verification:
 
         def verify_next() -> bool:
-            nonlocal verify_seconds
+            nonlocal verify_seconds, verified
             ready = [s for s in plan.shards if s.done("samples") and not s.done("verdicts")]
             if ready:
                 start = time.perf_counter()
                 verification.verify_shard(ready[0], progress=bar)
                 verify_seconds += time.perf_counter() - start
+                verified += 1
+                pause_point("verify", verified)
             return bool(ready)
 
         def sample() -> tuple[dict, str]:
@@ -232,7 +234,6 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
             return info, f"{plan.problems} problems -> {n} samples in {plan.count} shards ({how})"
 
         def verify() -> tuple[dict, str]:
-            nonlocal verify_seconds
             while verify_next():
                 pass
             counts = summarize(plan.iter_records("verdicts"))
@@ -293,20 +294,21 @@ def train_stage(run: RunDir, cfg: RoundConfig, k: int) -> dict:
         kd = dict(cfg.kd) if cfg.kd else None
         if kd:
             kd.setdefault("teacher_model", cfg.teacher_model)
-        job = {
-            "init_model": init,
-            "sft_path": str(rdir / "sft.jsonl"),
-            "output": str(rdir / "checkpoint"),
-            "work_dir": str(rdir / "trainer"),
-            "stats": str(rdir / "train_stats.json"),
-            "sft_args": cfg.sft,
-            "seed": cfg.seed + k,
-            "lora": cfg.lora,
-            "kd": kd,
-            "progress": cfg.progress,
-        }
-        run_stage("sdp.stages.train", job, rdir / "train.job.json")
-        stats = json.loads((rdir / "train_stats.json").read_text())
+        from sdp.stages.train import TrainJob, run_train
+
+        job = TrainJob(
+            init_model=init,
+            sft_path=str(rdir / "sft.jsonl"),
+            output=str(rdir / "checkpoint"),
+            work_dir=str(rdir / "trainer"),
+            stats=str(rdir / "train_stats.json"),
+            sft_args=dict(cfg.sft or {}),
+            seed=cfg.seed + k,
+            lora=cfg.lora,
+            kd=kd,
+            progress=cfg.progress,
+        )
+        stats = run_train(job, rdir / "train.job.json")
         shutil.rmtree(rdir / "trainer", ignore_errors=True)
         return (
             {"checkpoint": _rel(run, rdir / "checkpoint"), "trained": True, "init_model": init, **stats},

@@ -115,11 +115,12 @@ def iter_records(
         yield record, joined
 
 
-def _compare(out_path: Path, timeout: float) -> None:
+def _compare(in_path: Path, cfg: VerifyConfig, problems: dict[str, dict] | None) -> None:
     from verifiers.compare import compare_records, format_disagreements
 
-    math_records = (r for r in iter_jsonl(out_path) if r.get("domain") == "math")
-    print(format_disagreements(compare_records(math_records, timeout=timeout)))
+    joined = (full for _, full in iter_records(in_path, verifier=cfg.verifier, skip_bad=True, problems=problems))
+    math_records = (r for r in joined if (cfg.verifier or r.get("domain")) == "math")
+    print(format_disagreements(compare_records(math_records, timeout=cfg.timeout)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         + f" -> {out_path}"
     )
     if cfg.compare:
-        _compare(out_path, cfg.timeout)
+        _compare(in_path, cfg, problems)
     return 0
 
 

@@ -1,8 +1,10 @@
 """End-to-end rounds of `python -m sdp.round` on the tiny model with real vLLM on CPU.
 
-Every run is a child process, as in production. The reference run (baseline + round 1) is
-shared by the tests of this module; the kill test SIGKILLs a run inside each stage in turn,
-resumes it, and must end with exactly the reference's files and weights.
+Every run is a child process, as in production. The reference run (baseline + round 1, shards of
+2 problems) is shared by the tests of this module; the kill tests SIGKILL a run inside each stage
+in turn, and in the middle of sampling and of verification after some shards are done (stopped
+there by the `SDP_PAUSE` hook), resume it, and must end with exactly the reference's files and
+weights, without redoing the finished shards.
 """
 
 from __future__ import annotations
@@ -23,14 +25,22 @@ from tests.conftest import round_args
 REPO = Path(__file__).resolve().parents[1]
 # Enough optimizer steps, saved every 3, that a kill lands inside training and resumes from a checkpoint.
 SFT = "{max_steps: -1, lr_scheduler_type: constant, num_train_epochs: 10, per_device_train_batch_size: 4, max_length: 128, logging_steps: 5, save_strategy: steps, save_steps: 3}"
-STAGE_FILES = [
-    "problems.jsonl",
-    "samples.jsonl",
-    "verdicts.jsonl",
-    "sft.jsonl",
-    "solve_rates.json",
-    "eval.jsonl",
-]
+SHARD_SIZE = "2"  # 14 training problems -> 7 shards; 6 held-out problems -> 3 shards
+STAGE_FILES = ["sft.jsonl", "solve_rates.json"]
+SHARD_DIRS = ["problems", "samples", "verdicts", "eval/problems", "eval/samples", "eval/verdicts"]
+
+
+def stage_files(rdir: Path) -> dict[str, bytes]:
+    """Every output of a round's data stages (shard files and the SFT set), by relative path."""
+    files = {name: (rdir / name).read_bytes() for name in STAGE_FILES}
+    for sub in SHARD_DIRS:
+        files.update({f"{sub}/{p.name}": p.read_bytes() for p in sorted((rdir / sub).glob("shard-*.jsonl"))})
+    return files
+
+
+def _stamps(directory: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime) of each shard file: a shard that is redone gets a new file by atomic rename."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in directory.glob("shard-*.jsonl")}
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -54,7 +64,8 @@ def args_for(tiny_model, problem_files, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
 
     def make(name: str, *extra: str) -> tuple[list[str], Path]:
-        return round_args(tiny_model, problem_files, out, name, "--sft", SFT, *extra), out / name
+        args = round_args(tiny_model, problem_files, out, name, "--sft", SFT, "--shard_size", SHARD_SIZE, *extra)
+        return args, out / name
 
     return make
 
@@ -80,6 +91,9 @@ def test_round_writes_the_documented_run_directory(reference, tiny_model, proble
     r1 = reference / "round-1"
     for name in [*STAGE_FILES, "metrics.json", "checkpoint/config.json", "checkpoint/model.safetensors"]:
         assert (r1 / name).exists(), name
+    files = stage_files(r1)
+    assert sum(name.startswith("verdicts/") for name in files) == 7
+    assert sum(name.startswith("eval/verdicts/") for name in files) == 3
     for name in [
         "config.yaml",
         "manifest.json",
@@ -92,7 +106,9 @@ def test_round_writes_the_documented_run_directory(reference, tiny_model, proble
     m = _metrics(reference, 1)
     manifest = json.loads((reference / "manifest.json").read_text())
     assert manifest["round-1/sample"]["prefetched"] is True  # drawn by the baseline evaluation's engine
-    verdicts = [json.loads(line) for line in (r1 / "verdicts.jsonl").open()]
+    verdicts = [json.loads(line) for p in sorted((r1 / "verdicts").glob("*.jsonl")) for line in p.open()]
+    # Samples reference their problem by id: problem fields (the needle) are stored once, in problems/.
+    assert all("needle" not in v and "prompt" not in v for v in verdicts)
     sft = [json.loads(line) for line in (r1 / "sft.jsonl").open()]
     assert m["round"] == 1 and m["problems"] == 14 and m["samples"] == 14 * 4 == len(verdicts)
     assert m["verified_ok"] == sum(v["verdict"]["ok"] is True for v in verdicts) > 0
@@ -164,8 +180,7 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
     # (stage that must be interrupted, condition that means it is running)
     r0 = run / "round-0"
     # (stage that must be interrupted, condition that means it is running). Round 1's candidates are
-    # drawn by the baseline evaluation's sampler (same model, one engine start), so killing that
-    # sampler is the kill inside sampling.
+    # drawn by the baseline evaluation's sampler (same model, one engine start).
     kill_points = [
         ("round-0/evaluate", lambda: (r0 / "eval_sample.job.json").exists()),
         ("round-1/verify", lambda: "round-1/sample" in manifest()),
@@ -184,16 +199,13 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
         time.sleep(0.5)
         if stage not in manifest():
             interrupted.append(stage)
-        if stage == "round-0/evaluate":
-            assert not (r1 / "samples.prefetch.json").exists()
     # Sampling, training and evaluation run for seconds in a child, so the kill always lands inside them;
     # verify and select may already have finished when the kill arrives.
     assert {"round-0/evaluate", "round-1/train", "round-1/evaluate"} <= set(interrupted)
     run_round(args)
     info = manifest()["round-1/train"]
     assert info["resumed_from"] and "checkpoint-" in info["resumed_from"]
-    for name in STAGE_FILES:
-        assert (r1 / name).read_text() == (reference / "round-1" / name).read_text(), name
+    assert stage_files(r1) == stage_files(reference / "round-1")
     got, want = _weights(r1 / "checkpoint"), _weights(reference / "round-1" / "checkpoint")
     assert got.keys() == want.keys()
     for key in want:
@@ -212,6 +224,72 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
     ):
         assert m[key] == ref[key], key
     assert not list(run.rglob(".*tmp-*"))
+
+
+def _run_until_paused(args: list[str], pause: str, marker: Path) -> None:
+    """Start a run that stops itself at `pause` (see sdp.launch.process.pause_point), then SIGKILL it there."""
+    env = {**_env(), "SDP_PAUSE": f"{pause}:{marker}"}
+    proc = subprocess.Popen(_cmd(args), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait(proc, marker.exists, f"the pause at {pause}")
+    pid = int(marker.read_text().split()[2])
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if pid != proc.pid:  # a paused sampler child: PR_SET_PDEATHSIG kills it with the round, stopped or not
+        _wait_gone(pid)
+    marker.unlink()
+
+
+def _wait_gone(pid: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        assert time.monotonic() < deadline, f"process {pid} outlived its round"
+        time.sleep(0.02)
+
+
+def test_kill_in_the_middle_of_sampling_redoes_only_unfinished_shards(reference, args_for, tmp_path):
+    args, run = args_for("killed-sampling")
+    r0, r1 = run / "round-0", run / "round-1"
+    # The baseline's sampler draws the 3 held-out shards, then round 1's 7: stop it after 5 (2 of round 1's).
+    _run_until_paused(args, "sample:5", tmp_path / "paused")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert "round-0/evaluate" not in manifest and "round-1/sample" not in manifest
+    before_eval, before_train = _stamps(r0 / "eval" / "samples"), _stamps(r1 / "samples")
+    assert len(before_eval) == 3 and len(before_train) == 2
+    run_round(args)
+    after_eval, after_train = _stamps(r0 / "eval" / "samples"), _stamps(r1 / "samples")
+    assert after_eval == before_eval  # finished shards were not redone
+    assert len(after_train) == 7 and {k: after_train[k] for k in before_train} == before_train
+    assert stage_files(r1) == stage_files(reference / "round-1")
+    assert _metrics(run, 1)["eval"] == _metrics(reference, 1)["eval"]
+
+
+def test_kill_in_the_middle_of_verification_redoes_only_unfinished_shards(reference, args_for, tmp_path):
+    args, run = args_for("killed-verify")
+    r1 = run / "round-1"
+    _run_until_paused(args, "verify:3", tmp_path / "paused")  # round 1's verify stage, 3 of 7 shards done
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert "round-1/sample" in manifest and "round-1/verify" not in manifest
+    before = _stamps(r1 / "verdicts")
+    assert len(before) == 3
+    run_round(args)
+    after = _stamps(r1 / "verdicts")
+    assert len(after) == 7 and {k: after[k] for k in before} == before
+    assert stage_files(r1) == stage_files(reference / "round-1")
+    m, ref = _metrics(run, 1), _metrics(reference, 1)
+    assert (m["verified_ok"], m["kept"], m["eval"]) == (ref["verified_ok"], ref["kept"], ref["eval"])
+
+
+def test_a_typo_in_sft_fails_before_any_sampling(args_for):
+    args, run = args_for("typo", "--sft", "{max_stepz: 3}")
+    proc = subprocess.run(_cmd(args), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "config field 'sft'" in proc.stderr and "max_stepz" in proc.stderr
+    assert not (run / "round-0" / "eval").exists() and not (run / "manifest.json").exists()
 
 
 def test_hf_backend_round(args_for):

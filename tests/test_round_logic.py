@@ -43,8 +43,8 @@ def test_next_round_candidates_are_drawn_early_only_for_self_distillation(tmp_pa
     assert task.seed_tag == "train-1" and task.shards == str(tmp_path / "r" / "round-1")
     plan = ShardPlan.load(task.shards)
     assert (plan.problems, plan.count) == (3, 2)
-    assert [p["id"] for p in plan.iter_records("problems")] == [p["id"] for p in TRAIN if p["id"] in
-                                                                {q["id"] for q in plan.iter_records("problems")}]
+    ids = [p["id"] for p in plan.iter_records("problems")]
+    assert set(ids) < {p["id"] for p in TRAIN} and ids == sorted(ids)  # a subset, in the pool's order
     assert next_round_task(run, cfg, 2, [1, 2], TRAIN) is None  # round 3 is not planned
     assert next_round_task(run, RoundConfig(teacher_model="teacher"), 0, [1], TRAIN) is None
     run.mark_done(1, "sample", {})

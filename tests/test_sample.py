@@ -41,7 +41,8 @@ def test_vllm_sampling_records_are_seeded_and_batch_independent(vllm_engine):
     first = sample_vllm(vllm_engine, problems, SAMPLING, seed=3, seed_tag="t", progress=False)
     assert len(first) == 15
     assert [(r["id"], r["sample_index"]) for r in first] == [(p["id"], i) for p in problems for i in range(3)]
-    assert all(r["needle"] == p["needle"] for r, p in zip(first[::3], problems, strict=False))
+    # A sample references its problem; the problem's fields are not copied into it.
+    assert set(first[0]) == {"id", "domain", "sample_index", "completion", "completion_tokens", "finish_reason"}
     assert all(r["completion_tokens"] <= 12 and r["finish_reason"] in ("stop", "length") for r in first)
     # The same problem gets the same samples whatever else is in the batch, and in any order.
     again = sample_vllm(vllm_engine, problems[::-1][:3], SAMPLING, seed=3, seed_tag="t", progress=False)
@@ -62,36 +63,42 @@ def test_hf_backend_is_seeded_and_honours_stop_strings(tiny_model):
 
 
 @pytest.mark.slow
+def test_streamed_shards_equal_one_batch_and_finish_in_any_order(vllm_engine, tmp_path):
+    """Shards queued a window at a time give exactly the samples of one big batch."""
+    from sdp.shards import plan_shards
+    from sdp.stages.sample import sample_shards
+
+    problems = needle_problems("s", 7)
+    plan = plan_shards(problems, tmp_path / "set", shard_size=2)
+    done = list(sample_shards(vllm_engine, plan.shards, SAMPLING, 5, seed_tag="t", window=2, progress=False))
+    assert sorted(s.index for s in done) == [0, 1, 2, 3] and plan.complete("samples")
+    whole = sample_vllm(vllm_engine, problems, SAMPLING, seed=5, seed_tag="t", progress=False)
+    assert list(plan.iter_records("samples")) == whole
+
+
+@pytest.mark.slow
 def test_a_task_drawn_beside_another_on_one_engine_equals_a_task_drawn_alone(tiny_model, tmp_path):
     """What the round relies on when the evaluation's sampler also draws the next round's candidates."""
-    from sdp.rundir import read_jsonl
     from sdp.launch.process import run_stage
-    from tests.conftest import TINY_ENGINE_ARGS, write_jsonl
+    from sdp.shards import plan_shards
+    from sdp.stages.sample import SampleJob, SampleTask
+    from tests.conftest import TINY_ENGINE_ARGS
 
-    write_jsonl(tmp_path / "eval.jsonl", needle_problems("e", 3, "xyz"))
-    write_jsonl(tmp_path / "train.jsonl", needle_problems("t", 4))
-    train = {"problems": str(tmp_path / "train.jsonl"), "sampling": SAMPLING, "seed_tag": "train-1"}
-    common = {
-        "model": str(tiny_model),
-        "engine_args": TINY_ENGINE_ARGS,
-        "seed": 0,
-        "backend": "vllm",
-        "progress": False,
-    }
-    shared = {
-        **common,
-        "problems": str(tmp_path / "eval.jsonl"),
-        "output": str(tmp_path / "eval_out.jsonl"),
-        "sampling": {**SAMPLING, "n": 2},
-        "seed_tag": "eval",
-        "also": [{**train, "output": str(tmp_path / "with_eval.jsonl")}],
-    }
-    run_stage("sdp.stages.sample", shared, tmp_path / "shared.job.json")
-    run_stage(
-        "sdp.stages.sample",
-        {**common, **train, "output": str(tmp_path / "alone.jsonl")},
-        tmp_path / "alone.job.json",
-    )
-    alone = read_jsonl(tmp_path / "alone.jsonl")
-    assert len(alone) == 12 and read_jsonl(tmp_path / "with_eval.jsonl") == alone
-    assert len(read_jsonl(tmp_path / "eval_out.jsonl")) == 6
+    evals = plan_shards(needle_problems("e", 3, "xyz"), tmp_path / "eval", shard_size=2)
+    beside = plan_shards(needle_problems("t", 4), tmp_path / "beside", shard_size=3)
+    alone = plan_shards(needle_problems("t", 4), tmp_path / "alone", shard_size=3)
+    common = {"model": str(tiny_model), "engine_args": TINY_ENGINE_ARGS, "seed": 0, "progress": False}
+    train = {"sampling": SAMPLING, "seed_tag": "train-1"}
+    shared = SampleJob(**common, tasks=(
+        SampleTask(str(evals.root), {**SAMPLING, "n": 2}, "eval"), SampleTask(str(beside.root), **train)))
+    run_stage("sdp.stages.sample", shared.to_dict(), tmp_path / "shared.job.json")
+    run_stage("sdp.stages.sample", SampleJob(**common, tasks=(SampleTask(str(alone.root), **train),)).to_dict(),
+              tmp_path / "alone.job.json")  # fmt: skip
+    assert len(list(alone.iter_records("samples"))) == 12
+    assert list(beside.iter_records("samples")) == list(alone.iter_records("samples"))
+    assert len(list(evals.iter_records("samples"))) == 6
+    # A job whose shards are all written starts no engine and writes nothing.
+    stamps = [p.stat().st_mtime_ns for p in sorted((tmp_path / "alone" / "samples").iterdir())]
+    run_stage("sdp.stages.sample", SampleJob(**common, tasks=(SampleTask(str(alone.root), **train),)).to_dict(),
+              tmp_path / "again.job.json")  # fmt: skip
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "alone" / "samples").iterdir())] == stamps

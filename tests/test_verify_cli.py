@@ -235,3 +235,28 @@ def test_code_verifier_through_verify_records():
                 "completion": good if i % 2 == 0 else bad} for i in range(4)]
     results = verify_records(records, workers=1, timeout=10.0, progress=False)
     assert [r["verdict"]["ok"] for r in results] == [True, False, True, False]
+
+
+def test_cli_compare_with_math_verify(tmp_path: Path):
+    pytest.importorskip("math_verify")
+    src = _write(tmp_path / "samples.jsonl", _math_records(6))
+    proc = _cli(str(src), "-o", str(tmp_path / "out.jsonl"), "--compare", "math-verify", "--progress", "false")
+    assert proc.returncode == 0, proc.stderr
+    assert "among 6 math records compared" in proc.stdout
+    assert _cli(str(src), "--compare", "nope").returncode != 0
+
+
+def test_cli_joins_a_samples_shard_with_its_problems(tmp_path: Path):
+    full = _math_records(4)
+    problems = _write(tmp_path / "problems.jsonl", [{k: v for k, v in r.items() if k != "completion"} for r in full])
+    samples = _write(tmp_path / "samples.jsonl", [{"id": r["id"], "domain": "math", "completion": r["completion"]}
+                                                  for r in full] + [{"id": "ghost", "domain": "math", "completion": "1"}])
+    out = tmp_path / "out.jsonl"
+    proc = _cli(str(samples), "-o", str(out), "--problems", str(problems))
+    assert proc.returncode == 2 and f"{samples}:5: field 'id': 'ghost' is not in the --problems file" in proc.stderr
+    assert not out.exists()
+    proc = _cli(str(samples), "-o", str(out), "--problems", str(problems), "--skip-bad")
+    assert proc.returncode == 0, proc.stderr
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["verdict"]["ok"] for r in written] == _expected(4)
+    assert all("answer" not in r for r in written)  # the joined problem fields are not written out

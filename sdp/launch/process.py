@@ -97,6 +97,21 @@ def run_stage_while(
     check_stage(module, proc, job_path)
 
 
+def pause_point(stage: str, done: int) -> None:
+    """Fault-injection hook for resume tests: with `SDP_PAUSE=<stage>:<n>:<marker>` in the environment,
+    the process writes `<marker>` and stops itself (SIGSTOP) once `done` reaches n in `stage`.
+
+    A test waits for the marker, kills the run at exactly that point and checks what a restart redoes.
+    """
+    spec = os.environ.get("SDP_PAUSE", "")
+    if not spec:
+        return
+    name, count, marker = spec.split(":", 2)
+    if name == stage and int(count) == done:
+        Path(marker).write_text(f"{stage} {done} {os.getpid()}\n")
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
 def load_job(argv: list[str] | None = None) -> dict[str, Any]:
     """The job of a stage's `main()`: the JSON file named by the only argument."""
     args = sys.argv[1:] if argv is None else argv

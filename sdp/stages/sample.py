@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sdp.jsonl import atomic_write_jsonl, iter_jsonl, read_jsonl
-from sdp.launch.process import die_with_parent, load_job
+from sdp.launch.process import die_with_parent, load_job, pause_point
 from sdp.shards import Shard, ShardPlan
 
 K = TypeVar("K")
@@ -334,6 +334,7 @@ def run_job(job: SampleJob) -> int:
         ):
             written += 1
             logger.info("sampled %s (%s) -> %s", shard.name, backend, shard.samples)
+            pause_point("sample", written)
         if shards:
             logger.info("%d shards of %s in %.1f s", len(shards), task.shards, time.perf_counter() - start)
     return written
