@@ -1,8 +1,10 @@
 """String-level normalisation of an answer before parsing (units, wrappers, separators).
 
 ``clean`` strips what does not change the value (``\\left``, ``\\dfrac``, spacing, ``$``,
-``\\text{ cm}`` units, degree signs, thousands separators) and reports the units that do
-(percent, dollars, cents) as flags for the comparison.
+``\\text{ cm}`` units, degree signs, thousands separators, ``\\color``, an ``\\approx`` tail),
+rewrites notation (``1.5e3``, ``0.1\\overline{6}``, "12 (or 13)" as the list it is) and
+reports the units that do change the value (percent, dollars, cents) and tentative wording
+as flags for the comparison.
 """
 
 from __future__ import annotations
@@ -157,7 +159,26 @@ def _exact_part(s: str) -> str:
 
 def hedge_signal(answer: str) -> bool:
     """Whether the answer's wording offers alternatives: "(or 13)", "perhaps", "either ... or"."""
-    return bool(_HEDGE_SIGNAL.search(answer))
+    return bool(_HEDGE_SIGNAL.search(answer[: MAX_ANSWER_CHARS + 1]))  # longer ones never parse
+
+
+# "2\\frac12", "3 \\frac{1}{4}": a whole number written against a proper fraction of literals is
+# a mixed number (5/2), not a product; not after ^, _, a letter, a digit or a brace (x^2\\frac12).
+_MIXED = re.compile(
+    r"(?<![\w^_.}\\])(\d+)\s*\\frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))"
+)
+
+
+def _mixed_repl(m: re.Match) -> str:
+    whole, num, den = int(m.group(1)), int(m.group(2) or m.group(3)), int(m.group(4) or m.group(5))
+    if not 0 < num < den:
+        return m.group()
+    return f"(\\frac{{{whole * den + num}}}{{{den}}})"
+
+
+def mixed_numbers(s: str) -> str:
+    """Rewrite each mixed number of literals as the fraction it denotes: ``2\\frac12`` -> 5/2."""
+    return _MIXED.sub(_mixed_repl, s)
 
 
 def choice_letters(answer: str) -> tuple[str, ...]:
@@ -174,8 +195,3 @@ def choice_letters(answer: str) -> tuple[str, ...]:
             letters.append(m.group(1))
     return tuple(letters)
 
-
-def choice_letter(answer: str) -> str | None:
-    """The one multiple-choice letter an answer names, if it names exactly one."""
-    letters = choice_letters(answer)
-    return letters[0] if len(letters) == 1 else None

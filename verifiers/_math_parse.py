@@ -19,7 +19,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from verifiers._math_normalize import FUNCS, GREEK, ParseError, clean
+from verifiers._math_normalize import FUNCS, GREEK, ParseError, clean, mixed_numbers
 
 Node = tuple[Any, ...]
 MAX_TOKENS = 400
@@ -54,24 +54,10 @@ def parse_answer(answer: str) -> tuple[Node, dict[str, bool]]:
         if den and num < den:
             value = whole + Fraction(num, den)
             return ("num", -value if sign else value, False), flags
-    node = _Parser(_tokenize(_MIXED.sub(_mixed_repl, s))).parse_top()
+    node = _Parser(_tokenize(mixed_numbers(s))).parse_top()
     if flags["percent"]:
         node = ("pct", node)
     return node, flags
-
-
-# "2\\frac12", "3 \\frac{1}{4}": a whole number written against a proper fraction of literals is
-# a mixed number (5/2), not a product; not after ^, _, a letter, a digit or a brace (x^2\\frac12).
-_MIXED = re.compile(
-    r"(?<![\w^_.}\\])(\d+)\s*\\frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))"
-)
-
-
-def _mixed_repl(m: re.Match) -> str:
-    whole, num, den = int(m.group(1)), int(m.group(2) or m.group(3)), int(m.group(4) or m.group(5))
-    if not 0 < num < den:
-        return m.group()
-    return f"(\\frac{{{whole * den + num}}}{{{den}}})"
 
 
 def _tokenize(s: str) -> list[tuple[str, str]]:
