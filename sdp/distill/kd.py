@@ -181,7 +181,11 @@ class KDSFTTrainer(SFTTrainer):
         if isinstance(teacher_model, str):
             teacher_model = AutoModelForCausalLM.from_pretrained(teacher_model, dtype=self.model.dtype)
         teacher_name = teacher_path or getattr(teacher_model, "name_or_path", None) or "<teacher>"
-        student_name = getattr(self.processing_class, "name_or_path", None) or "<student>"
+        student_name = (
+            getattr(self.model, "name_or_path", None)
+            or getattr(self.processing_class, "name_or_path", None)
+            or "<student>"
+        )
 
         if teacher_processing_class is None:
             teacher_processing_class = _load_teacher_tokenizer(teacher_model, teacher_path)
