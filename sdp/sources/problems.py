@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Union
 
+import yaml
+
 from sdp.sources.adapters import AdapterError, ProblemSource, RowContext, adapt
 from verifiers.registry import UnknownVerifierError, available_verifiers, resolve_verifier_class
 
@@ -145,8 +147,19 @@ def parse_sources(sources: SourceSpec | Iterable[SourceSpec]) -> list[ProblemSou
     """Problem sources from one spec or a list of them (plain paths and `{path, format, ...}` mappings)."""
     if isinstance(sources, (str, Mapping, ProblemSource)):
         sources = [sources]
+    expanded: list[Any] = []
+    for spec in sources:
+        # A command-line flag gives mappings as YAML text: '{path: x.parquet, format: gsm8k}' or '[{...}, ...]'.
+        if isinstance(spec, str) and spec.lstrip().startswith(("{", "[")):
+            try:
+                value = yaml.safe_load(spec)
+            except yaml.YAMLError as exc:
+                raise ProblemError(f"problem source {spec!r}: not a YAML mapping or list ({exc})") from exc
+            expanded.extend(value if isinstance(value, list) else [value])
+        else:
+            expanded.append(spec)
     parsed = []
-    for i, spec in enumerate(sources):
+    for i, spec in enumerate(expanded):
         try:
             parsed.append(ProblemSource.parse(spec))
         except (ValueError, TypeError) as exc:
