@@ -11,6 +11,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from trl import SFTConfig, SFTTrainer
 
+from sdp.distill.config import HiddenKDConfig
 from sdp.distill.kd import KDConfig, KDSFTTrainer, check_same_tokenizer, kd_loss
 
 CHARS = list("0123456789+=abc ")
@@ -207,6 +208,52 @@ def test_kd_config_trainer_kwargs():
         cfg.trainer_kwargs()
     with pytest.raises(TypeError):
         KDConfig(alfa=0.3)  # a misspelt key in the round config's `kd` mapping is an error
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"alfa": 0.3}, r"kd: unknown key\(s\) \['alfa'\]"),
+        ({"alpha": "high"}, r"kd.alpha must be a number, got 'high'"),
+        ({"alpha": True}, r"kd.alpha must be a number"),
+        ({"alpha": 2}, r"kd.alpha must be in \[0, 1\]"),
+        ({"temperature": -1}, r"kd.temperature must be > 0"),
+        ({"teacher_model": 3}, r"kd.teacher_model must be a path"),
+        ({"hidden": 1.0}, r"kd.hidden must be a mapping"),
+        ({"hidden": {"wieght": 1}}, r"kd.hidden: unknown key\(s\) \['wieght'\]"),
+        ({"hidden": {"weight": -1}}, r"kd.hidden.weight must be >= 0"),
+        ({"hidden": {"loss": "l1"}}, r"kd.hidden.loss must be one of \['mse', 'cosine'\]"),
+        ({"hidden": {"layers": "uniform"}}, r"kd.hidden.layers must be 'auto'"),
+        ({"hidden": {"layers": [[1, 2, 3]]}}, r"kd.hidden.layers\[0\] must be a \[student_layer, teacher_layer\] pair"),
+        ({"hidden": {"layers": [[1, "2"]]}}, r"kd.hidden.layers\[0\] must be a \[student_layer, teacher_layer\] pair"),
+        ({"hidden": {"layers": [[0, 0], [-1, 2]]}}, r"kd.hidden.layers\[1\] = \[-1, 2\]: layer indices must be >= 0"),
+        ({"hidden": {"layers": []}}, r"kd.hidden.layers is empty"),
+        ([("alpha", 0.5)], r"kd must be a mapping"),
+    ],
+)
+def test_kd_config_from_dict_names_the_bad_key_or_value(mapping, message):
+    with pytest.raises(ValueError, match=message):
+        KDConfig.from_dict(mapping)
+
+
+def test_kd_config_from_dict_with_hidden():
+    cfg = KDConfig.from_dict({"alpha": 0.2, "hidden": {"weight": 2, "layers": [[0, 0], [4, 6]], "loss": "cosine"}})
+    assert cfg.hidden == HiddenKDConfig(weight=2.0, layers=((0, 0), (4, 6)), loss="cosine")
+    assert cfg.hidden.to_dict() == {"weight": 2.0, "layers": [[0, 0], [4, 6]], "loss": "cosine"}
+    assert KDConfig.from_dict({"hidden": {}}).hidden == HiddenKDConfig(weight=1.0, layers="auto", loss="mse")
+    # The train stage's call: KDConfig(**job.kd).trainer_kwargs() carries the hidden options through
+    kwargs = KDConfig(**{"teacher_model": "t", "hidden": {"layers": "auto"}}).trainer_kwargs()
+    assert kwargs == {"teacher_model": "t", "alpha": 0.5, "temperature": 2.0, "hidden": HiddenKDConfig()}
+    assert "hidden" not in KDConfig().trainer_kwargs("t")
+
+
+def test_kd_config_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, sdp.distill.config, sdp.distill; sdp.distill.KDConfig; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 # --- tokenizer checks ---------------------------------------------------------------------------
