@@ -1,18 +1,27 @@
 """Run untrusted Python in a bubblewrap sandbox: limits, results, and one sandboxed worker.
 
-What this protects against (each checked by ``tests/test_sandbox_attacks.py``):
+What this protects against (each checked by ``tests/test_sandbox_attacks.py`` and
+``tests/test_sandbox_isolation.py``):
 
 * Network: the sandbox has its own, empty network namespace; nothing on the host (loopback
   included) can be reached, and abstract Unix sockets are namespaced too.
 * Processes: its own PID namespace; a program sees and can signal only its own processes.
   ``kill(-1)``, killing the parent, fork/thread bombs (RLIMIT_NPROC) and orphans left running
   in the background are contained; after each program every process in it is killed.
-* Files: a fresh root with read-only system directories (/usr and the Python installation),
-  no host home, no host /tmp, no project files, no /etc, and a private size-capped tmpfs as
-  /tmp that is emptied after every program. Environment variables are scrubbed.
-* Resources: CPU time, address space, file size, processes, open files (rlimits), the
-  sandbox's total resident memory (sampled every 50 ms), a wall-clock timeout that kills
-  the whole tree, and a hard cap on captured output.
+* Jobs in turn: the worker (PID 1) never reads a job. A fresh supervisor, forked from it per
+  job, forks the candidate and judge processes before it reads the job, so no program can
+  find an earlier job's code, tests, output or verdict in its own memory.
+* Files and IPC: a fresh root with read-only system directories (/usr and the Python
+  installation), no host home, no host /tmp, no project files, no /etc, and a private
+  size-capped tmpfs as /tmp. After every program System V IPC objects and keyrings are
+  removed and /tmp is emptied by an iterative walk (no depth stops it); if anything is left,
+  the worker is retired and a new one started. POSIX queues cannot be created
+  (RLIMIT_MSGQUEUE 0). Environment variables are scrubbed.
+* Resources: CPU time of the program's whole process tree (children, zombies and orphans
+  included) against the exact ``cpu_s``; address space, file size, processes, open files
+  (rlimits); the sandbox's total resident memory (sampled every 20 ms); a wall-clock timeout
+  that kills the whole tree; a hard cap on captured output. ``ExecResult.limit`` names the
+  limit that was measured to be exceeded.
 * Privilege: candidate code never runs as root. As root on the host (CI), bwrap runs
   privileged and the worker switches each program to its own unprivileged uid (root ignores
   RLIMIT_NPROC); otherwise bwrap uses an unprivileged user namespace. ``no_new_privs`` is set
@@ -20,8 +29,9 @@ What this protects against (each checked by ``tests/test_sandbox_attacks.py``):
 * Forged verdicts (test jobs): see ``sandbox/inside/judge.py``; tests run in a separate process
   that the candidate cannot reach, and only plain data crosses from the candidate.
 
-Kernel attack surface: a seccomp filter (``sandbox.seccomp``, x86-64) denies namespaces,
-mounts, ptrace, keyrings, BPF, perf, userfaultfd, io_uring and module/kexec calls.
+Kernel attack surface: a seccomp filter (``sandbox.seccomp``, x86-64 and aarch64; any other
+architecture is refused) denies namespaces, mounts, ptrace, keyrings, BPF, perf,
+userfaultfd, io_uring and module/kexec calls.
 
 What it does not protect against: kernel exploits through the syscalls still allowed; side
 channels and timing; reading the world-readable system files under /usr and the Python
