@@ -226,6 +226,11 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
     assert not list(run.rglob(".*tmp-*"))
 
 
+def _manifest(run: Path) -> dict:
+    path = run / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _run_until_paused(args: list[str], pause: str, marker: Path) -> None:
     """Start a run that stops itself at `pause` (see sdp.launch.process.pause_point), then SIGKILL it there."""
     env = {**_env(), "SDP_PAUSE": f"{pause}:{marker}"}
@@ -256,7 +261,7 @@ def test_kill_in_the_middle_of_sampling_redoes_only_unfinished_shards(reference,
     r0, r1 = run / "round-0", run / "round-1"
     # The baseline's sampler draws the 3 held-out shards, then round 1's 7: stop it after 5 (2 of round 1's).
     _run_until_paused(args, "sample:5", tmp_path / "paused")
-    manifest = json.loads((run / "manifest.json").read_text())
+    manifest = _manifest(run)
     assert "round-0/evaluate" not in manifest and "round-1/sample" not in manifest
     before_eval, before_train = _stamps(r0 / "eval" / "samples"), _stamps(r1 / "samples")
     assert len(before_eval) == 3 and len(before_train) == 2
@@ -272,7 +277,7 @@ def test_kill_in_the_middle_of_verification_redoes_only_unfinished_shards(refere
     args, run = args_for("killed-verify")
     r1 = run / "round-1"
     _run_until_paused(args, "verify:3", tmp_path / "paused")  # round 1's verify stage, 3 of 7 shards done
-    manifest = json.loads((run / "manifest.json").read_text())
+    manifest = _manifest(run)
     assert "round-1/sample" in manifest and "round-1/verify" not in manifest
     before = _stamps(r1 / "verdicts")
     assert len(before) == 3
