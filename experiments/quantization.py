@@ -12,7 +12,7 @@ The training traces are the bundled seed sets (data/seed_math.jsonl, data/seed_c
 solutions with known answers, the base's own training data). Every model is scored on the same
 seeded subset of the held-out problems; a seed changes the SFT order and the held-out sampling.
 Prints one table: held-out pass@1 per domain (mean ± sd over seeds), checkpoint size, and vLLM
-sampling speed (completion tokens per second of a fixed batch of 256 x 64 tokens,
+sampling speed (completion tokens per second of a fixed batch of 128 x 64 tokens,
 engine start excluded; one engine per model samples every seed, then the batch).
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_ARGS = {"enforce_eager": True, "enable_chunked_prefill": False, "max_model_len": 256,
                "max_num_seqs": 256, "dtype": "float32"}
-SPEED_PROMPTS = 256
+SPEED_PROMPTS = 128
 ARMS = {
     "fp": "full precision (base)",
     "ptq": "PTQ (no training)",
@@ -129,14 +129,27 @@ def sample_model(model: Path, problems_path: Path, seeds: list[int], n: int, out
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def score(samples: Path, problems: dict[str, dict]) -> dict[str, dict[str, Any]]:
-    """Verify the samples (joined with their problems' gold fields) and score them per domain."""
+def score_all(samples: dict[tuple[str, int], Path], problems: dict[str, dict]) -> dict[tuple[str, int], dict]:
+    """Verify every (arm, seed) sample file and score each per domain.
+
+    Records are verified one by one (`verify_one`) on two threads: the code verifier's work is its
+    sandbox subprocess, and no process pool has to start on the shared machine.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from sdp.rundir import read_jsonl
     from sdp.stages.evaluate import eval_metrics
-    from sdp.stages.verify import verify_records
+    from sdp.stages.verify import verify_one
 
-    records = [{**problems[r["id"]], **r} for r in read_jsonl(samples)]
-    return eval_metrics(verify_records(records, timeout=5.0, progress=False))
+    keys, records = [], []
+    for key, path in samples.items():
+        for record in read_jsonl(path):
+            keys.append(key)
+            records.append({**problems[record["id"]], **record})  # the gold fields the verifiers need
+    with ThreadPoolExecutor(2) as pool:
+        verdicts = list(pool.map(lambda r: verify_one(r, None, 5.0), records))
+    verified = [{**r, "verdict": v} for r, v in zip(records, verdicts, strict=True)]
+    return {key: eval_metrics([r for k, r in zip(keys, verified, strict=True) if k == key]) for key in samples}
 
 
 def fmt(values: list[float]) -> str:
@@ -196,9 +209,9 @@ def main(argv: list[str] | None = None) -> None:
             train_stats[arm].append(train_quantized(args, seed, arm == "qad", path))
             logger.info("%s seed %d: %s", arm, seed, train_stats[arm][-1])
 
-    scores: dict[str, dict[str, list[float]]] = {arm: {} for arm in ARMS}
     speeds: dict[str, list[float]] = {arm: [] for arm in ARMS}
     vllm_quant: dict[str, str] = {}
+    samples: dict[tuple[str, int], Path] = {}
     for arm, paths in models.items():
         # fp and ptq: one model, sampled with every seed; qat and qad: one trained model per seed
         runs = [(paths[0], args.seeds)] if len(paths) == 1 else [(p, [s]) for p, s in zip(paths, args.seeds)]
@@ -207,11 +220,12 @@ def main(argv: list[str] | None = None) -> None:
             probe = sample_model(path, problems_path, seeds, args.eval_n, out)
             speeds[arm].append(probe["tokens_per_second"])
             vllm_quant[arm] = str(probe["quantization"])
-            for seed in seeds:
-                result = score(out / f"samples-seed{seed}.jsonl", by_id)
-                (out / f"scores-seed{seed}.json").write_text(json.dumps(result, indent=2))
-                for domain, s in result.items():
-                    scores[arm].setdefault(domain, []).append(s["pass@1"])
+            samples.update({(arm, seed): out / f"samples-seed{seed}.jsonl" for seed in seeds})
+    scores: dict[str, dict[str, list[float]]] = {arm: {} for arm in ARMS}
+    for (arm, seed), result in score_all(samples, by_id).items():
+        (samples[arm, seed].parent / f"scores-seed{seed}.json").write_text(json.dumps(result, indent=2))
+        for domain, s in result.items():
+            scores[arm].setdefault(domain, []).append(s["pass@1"])
     sizes = {arm: checkpoint_bytes(paths[0]) for arm, paths in models.items()}
 
     domains = [d for d in (*args.domains, "all") if d in scores["fp"]]
