@@ -12,7 +12,6 @@ Without `--model` (and without data/model) a random tiny Llama is built in a tem
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,7 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 def load_prompts(count: int) -> list[dict]:
     path = REPO / "data" / "math_train.jsonl"
     if path.exists():
-        rows = [json.loads(line) for line in path.open()][:count]
+        from sdp.jsonl import iter_jsonl
+
+        rows = [row for _, row in zip(range(count), iter_jsonl(path))]
     else:
         rows = [
             {"id": f"p{i}", "domain": "math", "prompt": f"What is {i} + {i}?", "answer": str(2 * i)}
