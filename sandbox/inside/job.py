@@ -139,17 +139,17 @@ def tree_usage(skip):
 
 def kill_tree():
     """Kill every process of the job and reap it; return the CPU seconds of all of them."""
-    while True:
+    # One kill(-1) reaches every process: a fork racing with it fails (the parent has SIGKILL
+    # pending), and the kernel links no new process while kill(-1) walks the list.
+    try:
+        os.kill(-1, signal.SIGKILL)  # everything in the namespace but PID 1 and us
+    except ProcessLookupError:
+        pass
+    while True:  # orphans come to us (subreaper) as their parents die
         try:
-            os.kill(-1, signal.SIGKILL)  # everything in the namespace but PID 1 and us
-        except ProcessLookupError:
-            pass
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            os.waitpid(-1, 0)
         except ChildProcessError:
             break
-        if pid == 0:
-            select.select([], [], [], 0.001)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
