@@ -36,6 +36,7 @@ class ConvertConfig:
         metadata={"help": "For --format fields: a YAML mapping problem field -> column, e.g. '{prompt: q, answer: a}'."},
     )
     split: str = field(default="train", metadata={"help": "Split of a `datasets` source."})
+    subset: str | None = field(default=None, metadata={"help": "Configuration name of a `datasets` source (e.g. main)."})
     domain: str | None = field(default=None, metadata={"help": "Domain of every problem (overrides the adapter's)."})
     id_prefix: str | None = field(default=None, metadata={"help": "Prefix of the problems' ids."})
     output: str | None = field(
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except yaml.YAMLError as exc:
         parser.error(f"--fields: not a YAML mapping: {exc}")
     spec = {"path": extra.source, "format": cfg.format, "fields": fields, "split": cfg.split,
-            "domain": cfg.domain, "id_prefix": cfg.id_prefix}  # fmt: skip
+            "subset": cfg.subset, "domain": cfg.domain, "id_prefix": cfg.id_prefix}  # fmt: skip
     try:
         problems = load_problems(spec, cfg.split)
     except ProblemError as exc:

@@ -159,11 +159,25 @@ def long_context_model(tmp_path_factory) -> Path:
     return out
 
 
+# data/model writes arithmetic ("2*2=4."), so these needles are in nearly every completion.
+NEEDLE_ROWS = [{"q": f"Say something with {c}", "n": c} for c in "=.=."]
+
+
+def needle_source(out: Path) -> dict:
+    """Training rows a random tiny model can solve (tests.plugins' needle verifier), read with `format: fields`,
+    so that every recipe's SFT stage (full, LoRA, KD) runs on CPU."""
+    path = out / "needle" / "train.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in NEEDLE_ROWS))
+    return {"path": str(path), "format": "fields", "domain": "tests.plugins:NeedleVerifier",
+            "fields": {"prompt": "q", "needle": "n"}}  # fmt: skip
+
+
 def cpu_config(recipe: dict, out: Path, model: Path) -> dict:
     cfg = copy.deepcopy(recipe)
     cfg.update(
         name="cpu", output_dir=str(out / "runs"), model=str(model), rounds=1, progress=False, verify_workers=1,
-        train_problems=swap_sources(recipe["train_problems"], "train", out),
+        train_problems=swap_sources(recipe["train_problems"], "train", out) + [needle_source(out)],
         eval_problems=swap_sources(recipe["eval_problems"], "test", out),
         engine_args={"enforce_eager": True, "enable_chunked_prefill": False, "max_model_len": 1024,
                      "max_num_seqs": 16, "dtype": "float32"},
@@ -196,9 +210,9 @@ def test_recipe_runs_end_to_end_on_cpu(path, tmp_path, long_context_model):
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = tmp_path / "runs" / "cpu"
     metrics = json.loads((run / "round-1" / "metrics.json").read_text())
-    assert metrics["round"] == 1 and metrics["samples"] > 0
+    assert metrics["round"] == 1 and metrics["samples"] > 0 and metrics["kept"] > 0
     domains = {"math" if ProblemSource.parse(s).format in ("gsm8k", "math") else "code" for s in cfg["eval_problems"]}
     assert set(metrics["eval"]) == domains | {"all"}
-    assert (run / "round-1" / "checkpoint" / "config.json").is_file()
+    assert (run / "round-1" / "checkpoint" / "config.json").is_file()  # trained (kept > 0), LoRA merged
     if "tensorboard" in (cfg.get("report_to") or []):
         assert list((run / "tensorboard").glob("events.out.tfevents.*"))
