@@ -16,7 +16,6 @@ shards, with the same seeded results. The pass-through sections of the config ar
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import shutil
@@ -76,6 +75,7 @@ def _rel(run: RunDir, path: str | Path) -> str:
 
 
 def _abs(run: RunDir, path: str) -> str:
+    """The absolute form of a path stored by `_rel`."""
     return str(run.root / path[len("@run/") :]) if path.startswith("@run/") else path
 
 

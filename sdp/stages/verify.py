@@ -15,10 +15,8 @@ only its chunk, which is retried record by record, and the record that kills a w
 from __future__ import annotations
 
 import logging
-import sys
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
