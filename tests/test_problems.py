@@ -119,3 +119,18 @@ def test_round_cli_reports_missing_model_directory(tmp_path):
         main(["--model", str(missing), "--train_problems", str(good), "--eval_problems", str(held_out)])
     with pytest.raises(SystemExit, match="held-out problems also in the training set"):
         main(["--train_problems", str(good), "--eval_problems", str(good)])
+
+
+def test_gzipped_jsonl_and_yaml_text_sources(tmp_path):
+    import gzip
+
+    gz = tmp_path / "p.jsonl.gz"
+    with gzip.open(gz, "wt", encoding="utf-8") as fh:
+        fh.write(json.dumps(MATH) + "\n")
+    assert load_problems(str(gz))[0]["id"] == "a"
+    # What a command-line flag passes: mappings (or a list of them) as YAML text, beside plain paths.
+    plain = _write(tmp_path / "c.jsonl", [CODE])
+    problems = load_problems([f"{{path: {gz}}}", f"[{{path: {plain}, id_prefix: 'x-'}}]"])
+    assert [p["id"] for p in problems] == ["a", "x-c"]
+    with pytest.raises(ProblemError, match="not a YAML mapping"):
+        load_problems(["{path: [unclosed"])

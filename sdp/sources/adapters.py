@@ -324,9 +324,13 @@ ADAPTERS: dict[str, Adapter] = {
 
 def adapt(row: Any, ctx: RowContext) -> Any:
     """Convert one raw row with its source's adapter (non-mappings pass through to the validator)."""
-    if not isinstance(row, Mapping) or ctx.source.format == "sdp":
+    if not isinstance(row, Mapping):
+        return row
+    if ctx.source.format == "sdp" and ctx.source.domain is None and ctx.source.id_prefix is None:
         return row
     problem = ADAPTERS[ctx.source.format](row, ctx)
+    if ctx.source.format == "sdp" and ctx.source.id_prefix is not None and isinstance(problem.get("id"), str):
+        problem["id"] = ctx.source.id_prefix + problem["id"]
     if ctx.source.domain is not None:
         problem["domain"] = ctx.source.domain
     return problem
