@@ -312,6 +312,9 @@ CASES: list[Case] = [
     _C("15", "The total is 3 * 5", False, "plain"),  # an unfinished computation states nothing
     _C("\\frac{3}{4}", "So she ate 3 of the 4 slices.", False, "plain"),  # non-integer golds: no rule
     _C("x^2", "So the area is 4.", False, "plain"),  # symbolic gold: the rule is off
+    _C("18", "**Answer:** Janet makes $18 every day.", True, "plain"),  # a sentence after the marker
+    _C("18", "**Answer:** Janet makes $19 every day.", False, "plain"),
+    _C("18", "**Answer:** Janet makes 2 * 9 dollars.", False, "plain"),
     _C("15", "the answer is 15, not 16", True, "plain"),
     _C("16", "the answer is 15, not 16", False, "plain"),
     _C("15", "The answer is 15 (not 16).", True, "plain"),
@@ -363,6 +366,11 @@ CASES: list[Case] = [
     _C("3", "\\boxed{" + "9" * 1_000_000 + "}", False, "pathological"),
     _C("3", "\\boxed{" * 10000, False, "pathological"),
     _C("x", _boxed("(x+1)^{100000}"), False, "pathological"),
+    _C("x", _boxed("x " * 399), False, "pathological"),  # flat text, but a tree 399 deep
+    _C("15", "\\boxed{either " + "x " * 400 + "}", False, "pathological"),
+    _C("15", "answer" + " " * 3000 + "**", False, "pathological"),  # no regex backtracking
+    _C("15", "\\boxed{" + " " * 19000 + "x}", False, "pathological"),
+    _C("15", "\\boxed{1}\n" * 100000, False, "pathological"),
     # --- gold answers that cannot be verified -------------------------------------------------------
     _C("", _boxed("3"), None, "unverifiable"),
     _C("\\int_0^1 f(x)\\,dx \\text{ diverges because } \\ldots", _boxed("3"), None, "unverifiable"),

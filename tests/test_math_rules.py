@@ -24,6 +24,11 @@ POLICY = [
     ({"round_irrational": False}, "3.14", "\\boxed{\\pi}", True, False),
     ({"round_irrational": False}, "1.41", "\\boxed{\\sqrt{2}}", True, False),
     ({"round_irrational": False}, "0.5", "\\boxed{\\frac{1}{2}}", True, True),  # exact, not rounded
+    ({"round_decimal_answers": True}, "3.14", "\\boxed{3.1416}", False, True),
+    ({"round_decimal_answers": True}, "12.5", "\\boxed{12.49}", False, True),
+    ({"round_decimal_answers": True}, "12.5", "\\boxed{12.44}", False, False),
+    ({"round_decimal_answers": True}, "12", "\\boxed{12.4}", False, False),  # an integer gold stays exact
+    ({"round_decimal_answers": True}, "3.14", "\\boxed{\\frac{157}{50}}", True, True),
     ({"rel_tol": 1e-2}, "\\pi", "\\boxed{3.14}", False, True),
     ({"rel_tol": 1e-2}, "\\frac{1}{3}", "\\boxed{0.333}", False, False),  # rational golds stay exact
 ]
@@ -52,7 +57,9 @@ def test_policy_option(verifiers_by_option, change, gold, completion, default, c
 
 def test_defaults_are_the_strict_choices():
     cfg = MathVerifyConfig()
-    assert (cfg.last_sentence, cfg.exact_rationals, cfg.round_irrational, cfg.rel_tol) == (True, True, True, 1e-6)
+    assert (cfg.last_sentence, cfg.exact_rationals, cfg.round_irrational, cfg.round_decimal_answers, cfg.rel_tol) == (
+        True, True, True, False, 1e-6
+    )
     for f in dataclasses.fields(MathVerifyConfig):
         assert f.metadata["help"], f.name
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -39,6 +39,14 @@ class MathVerifyConfig:
             "the gold's digits (\\pi for 3.14). Rational answers never round: 1/3 is not 0.33."
         },
     )
+    round_decimal_answers: bool = field(
+        default=False,
+        metadata={
+            "help": "A decimal answer written with more digits than a decimal gold matches when it rounds "
+            "to the gold (3.1416 for 3.14). Off by default: a decimal gold is often an exact value, and "
+            "then 12.49 or 12.5000001 is a wrong answer for 12.5."
+        },
+    )
     rel_tol: float = field(
         default=1e-6,
         metadata={

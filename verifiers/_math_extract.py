@@ -20,11 +20,15 @@ from typing import NamedTuple
 # Final answers sit at the end; a megabyte completion is only scanned this far back.
 WINDOW = 20_000
 _TAIL = 4000  # markers, #### lines and sentences are looked for this far back
+_MAX_GROUP = 20  # boxes joined into one statement
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
+_BOX_START = re.compile(r"\\(?:boxed|fbox)")
+_BARE_ARG = re.compile(r"\s*([^\s$]+)")
 _BRACES = re.compile(r"\\.|[{}]", re.DOTALL)
+# No two adjacent quantifiers over the same characters: model output must not backtrack.
 _MARKER = re.compile(
-    r"(?:\*\*|__)?\b(?:final\s+answer|answer)(?:\s+to\s+(?:the|this)\s+(?:problem|question))?"
-    r"\s*(?:\*\*|__)?\s*(?:is\b|:)\s*(?:\*\*|__)?:?",
+    r"(?:\*\*|__)?\b(?:final\s+answer|answer)(?:[ \t]+to[ \t]+(?:the|this)[ \t]+(?:problem|question))?"
+    r"[ \t]*(?:(?:\*\*|__)[ \t]*)?(?:is\b|:)[ \t]*(?:(?:\*\*|__)[ \t]*)?:?",
     re.IGNORECASE,
 )
 # Words that may stand between boxes of one statement ("2, 3", "2 or perhaps 3", a box per line).
@@ -32,9 +36,10 @@ _JOIN_WORDS = {"or", "and", "perhaps", "possibly", "maybe", "alternatively", "el
 _TENTATIVE = {"perhaps", "possibly", "maybe", "alternatively"}
 _JOIN_NOISE = re.compile(r"\\(?:text|mbox|textnormal)\s*\{|\\(?:quad|qquad)|\\[,;! ]|[{}$,;.:\-*\u2022]|\(\w\)|\d+[.)]")
 # A box holding nothing or a placeholder ("put the answer in \boxed{}"): an echoed instruction.
+# Matched against the content with its whitespace collapsed (see _is_placeholder).
 _PLACEHOLDER = re.compile(
-    r"\s*(?:\\text\{\s*)?(?:(?:your|the|final|my)\s+)*(?:answer|result|number|\.\.\.|\\ldots|\\cdots|\?+)?"
-    r"(?:\s+here)?\s*\}?\s*",
+    r"(?:\\text\{ ?)?(?:(?:your|the|final|my) )*(?:answer|result|number|\.\.\.|\\ldots|\\cdots|\?+)?"
+    r"(?: here)? ?\}?",
     re.IGNORECASE,
 )
 # What a marker's content must not start with: "the answer is correct", "answer: see below".
@@ -50,7 +55,7 @@ _FILLER = re.compile(
 )
 # "15, not 16", "15 (not 16)", "15 rather than 16": a negated alternative is not a second answer.
 _NEGATED = re.compile(
-    r"\s*\((?:and\s+)?not\s[^()]*\)|(?:,\s*|\s+)(?:and\s+)?(?:not|rather than|instead of)\s+[^,;]*$",
+    r"\((?:and\s+)?not\s[^()]*\)|(?<![\s,])(?:,\s*|\s+)(?:and\s+)?(?:not|rather than|instead of)\s[^,;]*$",
     re.IGNORECASE,
 )
 _CUE = re.compile(r"\b(?:so|thus|therefore|hence|total|altogether|in all|overall|finally|sum)\b", re.I)
@@ -75,19 +80,17 @@ def _box_spans(text: str) -> list[tuple[int, int, str]] | None:
     spans = []
     i = 0
     while True:
-        starts = [(text.find(cmd, i), cmd) for cmd in _BOX_COMMANDS]
-        starts = [(s, c) for s, c in starts if s != -1]
-        if not starts:
+        found = _BOX_START.search(text, i)  # one regex, not a find per command: linear overall
+        if found is None:
             return spans
-        start, cmd = min(starts)
-        j = start + len(cmd)
+        start, j = found.start(), found.end()
         while j < len(text) and text[j] == " ":
             j += 1
         if j >= len(text) or text[j] != "{":
             # "\boxed 5" (no braces): the argument is the next token
-            m = re.match(r"\s*([^\s$]+)", text[j:])
-            if m and j != start + len(cmd):
-                spans.append((start, j + m.end(), m.group(1)))
+            m = _BARE_ARG.match(text, j)
+            if m and j != found.end():
+                spans.append((start, m.end(), m.group(1)))
             i = j
             continue
         depth, k = 0, -1
@@ -105,6 +108,12 @@ def _box_spans(text: str) -> list[tuple[int, int, str]] | None:
         i = k + 1
 
 
+def _is_placeholder(content: str) -> bool:
+    if len(content) > 80:
+        return False
+    return bool(_PLACEHOLDER.fullmatch(" ".join(content.split())))
+
+
 def _joiner(between: str) -> str | None:
     """The separator for two boxes of one statement ("," or "or perhaps"), else None."""
     if len(between) > 60 or between.count("\n") > 2:
@@ -115,32 +124,30 @@ def _joiner(between: str) -> str | None:
     return " or perhaps " if _TENTATIVE & set(words) else ", "
 
 
-def _box_statements(text: str, spans: list[tuple[int, int, str]]) -> list[_Statement]:
-    kept = [s for s in spans if not _PLACEHOLDER.fullmatch(s[2])]
-    found: list[_Statement] = []
-    k = len(kept) - 1
-    while k >= 0:
-        group = [kept[k]]
-        seps: list[str] = []
-        while k > 0:
-            sep = _joiner(text[kept[k - 1][1] : group[0][0]])
-            if sep is None:
-                break
-            k -= 1
-            group.insert(0, kept[k])
-            seps.insert(0, sep)
-        k -= 1
-        parts, joined = [], ""
-        for n, (_, _, content) in enumerate(group):
-            content = content.strip()
-            if content in parts:
-                continue  # the same box repeated is one answer
-            joined += (seps[n - 1] if parts else "") + content
-            parts.append(content)
-        start = group[0][0]
-        before = text[max(0, start - 3) : start].rstrip(" $")
-        found.append(_Statement(start, group[-1][1], joined, before.endswith("=")))
-    return found
+def _last_box_statement(text: str, spans: list[tuple[int, int, str]]) -> _Statement | None:
+    """The last box with the boxes joined to it (at most ``_MAX_GROUP``: a longer list is a
+    hedge whichever boxes it keeps)."""
+    kept = [s for s in spans if not _is_placeholder(s[2])]
+    if not kept:
+        return None
+    group, seps = [kept[-1]], []
+    for prev in reversed(kept[:-1]):
+        sep = _joiner(text[prev[1] : group[0][0]])
+        if sep is None or len(group) >= _MAX_GROUP:
+            break
+        group.insert(0, prev)
+        seps.insert(0, sep)
+    parts: list[str] = []
+    joined = ""
+    for n, (_, _, content) in enumerate(group):
+        content = content.strip()
+        if content in parts:
+            continue  # the same box repeated is one answer
+        joined += (seps[n - 1] if parts else "") + content
+        parts.append(content)
+    start = group[0][0]
+    before = text[max(0, start - 3) : start].rstrip(" $")
+    return _Statement(start, group[-1][1], joined, before.endswith("="))
 
 
 def _sentence_end(text: str, i: int, limit: int = 500) -> int:
@@ -179,9 +186,8 @@ def _tidy(content: str) -> str:
     return (wrapped.group(1) or wrapped.group(2)).strip() if wrapped else content
 
 
-def _marker_statements(text: str, base: int) -> list[_Statement]:
-    found = []
-    for m in _MARKER.finditer(text):
+def _last_marker_statement(text: str, base: int) -> _Statement | None:
+    for m in reversed(list(_MARKER.finditer(text))):  # the last one that states something
         start = m.end()
         if not text[start:].split("\n", 1)[0].strip():  # "Answer:" then the value on its own line
             nxt = re.match(r"\s*\n\s*(?=\S)", text[start:])
@@ -191,19 +197,17 @@ def _marker_statements(text: str, base: int) -> list[_Statement]:
         if any(cmd in raw for cmd in _BOX_COMMANDS):
             continue  # "the answer is \boxed{5}": the box is the statement
         content = _tidy(raw)
-        if _NOT_AN_ANSWER.match(content):
-            continue
-        found.append(_Statement(base + m.start(), base + end, content))
-    return found
+        if not _NOT_AN_ANSWER.match(content):
+            return _Statement(base + m.start(), base + end, content)
+    return None
 
 
-def _hash_statements(text: str, base: int) -> list[_Statement]:
-    found = []
-    for m in re.finditer(r"^[ \t]*####[ \t]*(.*)$", text, re.MULTILINE):
+def _last_hash_statement(text: str, base: int) -> _Statement | None:
+    for m in reversed(list(re.finditer(r"^[ \t]*####[ \t]*(.*)$", text, re.MULTILINE))):
         content = _tidy(m.group(1))
         if content:
-            found.append(_Statement(base + m.start(), base + m.end(), content))
-    return found
+            return _Statement(base + m.start(), base + m.end(), content)
+    return None
 
 
 def last_sentence_answer(text: str, *, need_cue: bool = False) -> str | None:
@@ -244,7 +248,8 @@ def extract_answer(completion: str, *, plain: bool = False) -> str | None:
         return None
     base = max(0, len(text) - _TAIL)
     tail = text[base:]
-    statements = _box_statements(text, spans) + _marker_statements(tail, base) + _hash_statements(tail, base)
+    found = (_last_box_statement(text, spans), _last_marker_statement(tail, base), _last_hash_statement(tail, base))
+    statements = [s for s in found if s is not None]
     if not statements:
         return last_sentence_answer(text) if plain else None
     final = max(statements, key=lambda s: s.start)

@@ -20,7 +20,7 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 from verifiers._math_config import MathVerifyConfig
-from verifiers._math_extract import extract_answer
+from verifiers._math_extract import extract_answer, last_sentence_answer
 from verifiers._math_eval import approx, decimal_places, exact, has_decimal, symbols
 from verifiers._math_normalize import ParseError, choice_letters, clean, hedge_signal
 from verifiers._math_parse import Node, parse_answer
@@ -34,8 +34,20 @@ _HUNDRED: Node = ("num", Fraction(100), False)
 _FLIPPED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "!=": "!="}
 HEDGE = "several answers given where one is expected"
 TIMEOUT = "timeout: cannot verify within the time limit"
+MAX_TREE_DEPTH = 120  # far beyond any real answer; keeps every recursive walk of the tree shallow
+_SENTENCE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}\s+[a-zA-Z]{2,}")  # two words, not \commands
 
 __all__ = ["HEDGE", "TIMEOUT", "MathVerifier", "MathVerifyConfig"]
+
+
+def _depth(node: Node) -> int:
+    """The tree's depth, walked without recursion."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        item, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((c, d + 1) for c in item if isinstance(c, tuple))
+    return deepest
 
 
 @functools.lru_cache(maxsize=65536)
@@ -49,7 +61,11 @@ def _parse(answer: str) -> tuple[Node, tuple[tuple[str, bool], ...]] | ParseErro
     except (ValueError, ArithmeticError) as exc:  # a literal the grammar let through
         error = f"{type(exc).__name__}: {exc}"
     else:
-        return node, tuple(sorted(flags.items()))
+        if _depth(node) <= MAX_TREE_DEPTH:
+            return node, tuple(sorted(flags.items()))
+        # "x x x ... x" (400 factors) parses flat but nests as deep as it is long; the
+        # comparison recurses over the tree, so such a tree is refused here
+        error = "answer nested too deeply"
     # A fresh exception: a cached one would pin its traceback's frames for the cache's life.
     return ParseError(error)
 
@@ -137,6 +153,11 @@ class MathVerifier:
         if hedge_signal(pred_raw):
             return Verdict(False, HEDGE, pred_raw)
         pred = _parse(pred_raw)
+        if plain and _SENTENCE.search(pred_raw) and (isinstance(pred, ParseError) or symbols(pred[0])):
+            # "**Answer:** Janet makes $18 a day.": a sentence after the marker states the number
+            stated = last_sentence_answer(pred_raw)
+            if stated is not None:
+                pred_raw, pred = stated, _parse(stated)
         if isinstance(pred, ParseError):
             return Verdict(False, f"unparsable answer: {pred}", pred_raw)
         if dict(pred[1]).get("tentative"):
@@ -300,6 +321,9 @@ class _Check:
         if eg is not None and ep is not None:
             if eg == ep:
                 return True
+            places = decimal_places(g) if cfg.round_decimal_answers and has_decimal(p) else None
+            if places is not None and _places_written(p) > places:
+                return abs(eg - ep) <= Fraction(1, 2 * 10**places)  # 3.1416 rounds to the gold 3.14
             if cfg.exact_rationals:
                 return False  # 2000000.5 is not 2000000; 0.3333333333 is not 1/3
             return decimal and abs(eg - ep) <= cfg.rel_tol * max(abs(eg), abs(ep))
@@ -350,6 +374,15 @@ def _is_name(node: Node) -> bool:
     if node[0] == "sym":
         return True
     return node[0] == "*" and _is_name(node[1]) and _is_name(node[2])
+
+
+def _places_written(node: Any) -> int:
+    """The most digits after a decimal point in any literal of ``node``."""
+    if not isinstance(node, tuple):
+        return 0
+    if node and node[0] == "num":
+        return int(node[2])
+    return max((_places_written(c) for c in node), default=0)
 
 
 def _is_arithmetic(node: Node) -> bool:
