@@ -21,6 +21,7 @@ import sys
 import textwrap
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +106,14 @@ def _clip(text: str, width: int, lines: int) -> str:
 
 
 def choose_problems(groups: dict[str, list[dict]], count: int) -> list[str]:
-    """Problems with both verified and failed samples first (the informative ones), then the rest, in order."""
-    mixed = [pid for pid, g in groups.items() if {r["verdict"]["ok"] for r in g} >= {True, False}]
-    rest = [pid for pid in groups if pid not in set(mixed)]
-    return (mixed + rest)[:count]
+    """Problems with both verified and failed samples first (the informative ones), then solved and
+    unsolved ones alternately, each in order."""
+    kinds: dict[str, list[str]] = {"mixed": [], "solved": [], "unsolved": []}
+    for pid, group in groups.items():
+        oks = {r["verdict"]["ok"] is True for r in group}
+        kinds["mixed" if oks == {True, False} else "solved" if oks == {True} else "unsolved"].append(pid)
+    rest = [pid for pair in zip_longest(kinds["solved"], kinds["unsolved"]) for pid in pair if pid is not None]
+    return (kinds["mixed"] + rest)[:count]
 
 
 def render(
