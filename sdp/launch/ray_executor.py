@@ -57,6 +57,9 @@ class RayOptions:
     verify_cpus: float = field(default=1.0, metadata={"help": "CPUs per verification task (one shard)."})
     restarts: int = field(default=2, metadata={"help": "Replacement replicas started when replicas die."})
     num_cpus: int | None = field(default=None, metadata={"help": "CPUs of a local Ray started here (None: all)."})
+    env: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "Environment of the replicas (the round's vllm_env)."}
+    )
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -145,6 +148,10 @@ class RaySampler:
         self.report = SampleReport()
         gpus = _replica_gpus(options, job.engine_args)
         self._actor_cls = ray.remote(num_cpus=options.replica_cpus, num_gpus=gpus, max_restarts=0)(_Replica)
+        if options.env:
+            self._actor_cls = self._actor_cls.options(
+                runtime_env={"env_vars": {k: str(v) for k, v in options.env.items()}}
+            )
         self.replicas = [self._start() for _ in range(options.replicas)]
         # Engines load in parallel; wait for all so a broken model fails here, naming the error.
         self.places = ray.get([r.where.remote() for r in self.replicas])
