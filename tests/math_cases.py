@@ -310,7 +310,7 @@ CASES: list[Case] = [
     _C("15", "He bought 3 packs of 5.", False, "plain"),
     _C("15", "So he has 15 apples.\n\nI hope this helps!", True, "plain"),
     _C("15", "The total is 3 * 5", False, "plain"),  # an unfinished computation states nothing
-    _C("\\frac{3}{4}", "So she ate 3 of the 4 slices.", False, "plain"),  # non-integer golds: no rule
+    _C("\\frac{3}{4}", "So she ate 3 of the 4 slices.", False, "plain"),  # two numbers: no answer
     _C("x^2", "So the area is 4.", False, "plain"),  # symbolic gold: the rule is off
     _C("18", "**Answer:** Janet makes $18 every day.", True, "plain"),  # a sentence after the marker
     _C("18", "**Answer:** Janet makes $19 every day.", False, "plain"),
