@@ -1,5 +1,6 @@
 """Verifier plugins: decide whether a completion provably solves a problem."""
 
+from verifiers._math_config import MathVerifyConfig
 from verifiers.base import Verdict, Verifier
 from verifiers.registry import (
     BUILTIN_VERIFIERS,
@@ -12,6 +13,7 @@ from verifiers.registry import (
 __all__ = [
     "BUILTIN_VERIFIERS",
     "ENTRY_POINT_GROUP",
+    "MathVerifyConfig",
     "UnknownVerifierError",
     "Verdict",
     "Verifier",

@@ -1,8 +1,9 @@
 """The verifier contract: a verifier maps (problem, completion) to a Verdict.
 
 ``Verdict.ok`` is tri-state. ``True`` means provably correct, ``False`` means wrong
-(including "no answer found" and "timeout"), and ``None`` means *cannot verify* (for
-example an unparsable gold answer). Downstream, ``None`` is dropped, never counted
+(including "no answer found", and a program that overruns its time in the code verifier), and
+``None`` means *cannot verify* (for example an unparsable gold answer, or a symbolic check that
+cannot finish within the math verifier's time limit). Downstream, ``None`` is dropped, never counted
 as a pass.
 """
 
