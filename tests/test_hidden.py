@@ -192,6 +192,8 @@ def test_projections_train_in_the_optimizer_and_are_saved_beside_not_inside_the_
     trainer.train()
     in_optimizer = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
     assert all(id(p) in in_optimizer for p in trainer.hidden_projections.parameters())
+    # zeroed after each optimizer step like the student's (else they would add up across steps)
+    assert all(p.grad is None for p in trainer.hidden_projections.parameters())
     assert any(not torch.equal(v, trainer.hidden_projections.state_dict()[k]) for k, v in proj_before.items())
     assert all(torch.equal(v, trainer.teacher_model.state_dict()[k]) for k, v in teacher_before.items())
     logs = [h["kd_hidden"] for h in trainer.state.log_history if "kd_hidden" in h]

@@ -26,7 +26,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+)
 from trl import SFTTrainer
 
 from sdp.distill.config import HiddenKDConfig, KDConfig
@@ -139,6 +145,19 @@ def _load_teacher_tokenizer(teacher: PreTrainedModel, path: str | None) -> PreTr
         return None  # a model folder without tokenizer files: only the vocabulary size can be checked
 
 
+class _ZeroGradCallback(TrainerCallback):
+    """Zero a module's gradients at the start of training and after every optimizer step."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.module.zero_grad(set_to_none=True)
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.module.zero_grad(set_to_none=True)
+
+
 class KDSFTTrainer(SFTTrainer):
     """`SFTTrainer` whose loss mixes the hard-label CE with the teacher's temperature-scaled soft labels.
 
@@ -233,6 +252,8 @@ class KDSFTTrainer(SFTTrainer):
         # prepare_model: device placement, and a DDP wrapper under a multi-process launch so the
         # projections' gradients are averaged across ranks like the student's
         self.hidden_projections = self.accelerator.prepare_model(projections)
+        # The Trainer zeroes only the model's gradients; without this the projections' would add up
+        self.add_callback(_ZeroGradCallback(projections))
         out = Path(self.args.output_dir)
         self.hidden_projections_path = Path(path) if path is not None else out.parent / PROJECTIONS_FILE
 
