@@ -101,3 +101,22 @@ def test_a_replica_killed_mid_shard_is_redone_with_identical_results(reference, 
     got = [r for s in plan.shards for r in read_jsonl(s.samples)]
     want = [r for f in sorted((reference / "samples").glob("*.jsonl")) for r in read_jsonl(f)]
     assert got == want
+
+
+def test_sandbox_check_runs_on_every_node_and_names_a_broken_one(local_ray, monkeypatch):
+    import socket
+
+    import sandbox.execution
+    from sdp.launch.ray_executor import _check_sandbox, check_nodes_sandbox
+
+    check_nodes_sandbox()  # this node's bwrap works (the code verifier tests need it too)
+
+    def broken(*args, **kwargs):
+        raise sandbox.execution.SandboxUnavailable("bubblewrap is not available: no user namespaces")
+
+    monkeypatch.setattr(sandbox.execution, "Worker", broken)
+    message = _check_sandbox()
+    assert message == (
+        f"node {socket.gethostname()}: the code sandbox (bwrap) does not start: "
+        "bubblewrap is not available: no user namespaces"
+    )
