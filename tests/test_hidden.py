@@ -271,6 +271,7 @@ def test_train_stage_checkpoint_loads_in_vllm_without_projections(tiny_model, tm
     )).save_pretrained(teacher_dir)
     tok.save_pretrained(teacher_dir)
     rdir = tmp_path / "round-1"
+    rdir.mkdir()
     pairs = [{"prompt": f"Add {a} and 3.\n", "completion": f"The answer is \\boxed{{{a + 3}}}."} for a in range(8)]
     write_jsonl(rdir / "sft.jsonl", pairs)
     job = {

@@ -6,7 +6,8 @@ next-token distribution over the same completion tokens (soft labels, Hinton et 
     loss = (1 - alpha) * CE(student, labels) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
 Both terms are averaged over completion tokens only (labels != -100). The T^2 factor keeps the
-gradient of the soft term on the same scale as the hard term when T changes.
+gradient of the soft term on the same scale as the hard term when T changes. With `hidden`
+(`kd.hidden`), `weight * hidden_loss` over projected hidden states is added (`sdp.distill.hidden`).
 
 Why not TRL's own distillation trainers (TRL 1.16): `DistillationTrainer` samples on-policy from a
 prompt-only dataset and has no cross-entropy term; `trl.experimental.gkd.GKDTrainer` has no
