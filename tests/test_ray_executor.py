@@ -67,10 +67,23 @@ def reference(vllm_engine, tmp_path_factory):
 
 def test_ray_with_two_replicas_matches_local(reference, tiny_model, tmp_path, local_ray):
     plan = plan_shards(_problems(12), tmp_path, shard_size=2)
-    report = sample_on_ray(_job(tmp_path, tiny_model), RayOptions(replicas=2, env={"VLLM_CPU_KVCACHE_SPACE": "1"}))
+    overlapped, calls = [], []
+
+    def verify_next() -> bool:  # what the round does while sampling runs: verify a finished shard
+        calls.append(1)
+        ready = [s for s in plan.shards if s.done("samples") and not s.done("verdicts")]
+        if ready:
+            with Verification(workers=1) as verification:
+                overlapped.append(verification.verify_shard(ready[0]).index)
+        return bool(ready)
+
+    options = RayOptions(replicas=2, env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+    report = sample_on_ray(_job(tmp_path, tiny_model), options, work=verify_next)
     assert report.shards == plan.count and report.replicas_lost == 0 and report.passes == 1
     assert _files(tmp_path, "samples") == _files(reference, "samples")
-    assert verify_on_ray(plan.shards, options=RayOptions(), check_sandbox=False) == plan.count
+    assert calls  # called while the replicas ran (how many shards it verified then depends on timing)
+    left = plan.count - len(overlapped)
+    assert verify_on_ray(plan.shards, options=RayOptions(), check_sandbox=False) == left
     assert _files(tmp_path, "verdicts") == _files(reference, "verdicts")
     kept = [(r["id"], r["completion"]) for r in select(plan.iter_records("verdicts"), 2).kept]
     want = [(r["id"], r["completion"]) for r in select(

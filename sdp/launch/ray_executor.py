@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -164,15 +164,17 @@ class RaySampler:
     def pids(self) -> list[int]:
         return [p["pid"] for p in self.places]
 
-    def run(self) -> SampleReport:
+    def run(self, work: Callable[[], bool] | None = None, poll_seconds: float = 0.5) -> SampleReport:
+        """Sample every pending shard; while replicas run, call `work()` (False: nothing to do), as
+        `sdp.launch.process.run_stage_while` does, so the round verifies finished shards meanwhile."""
         for task in self.job.tasks:
             plan = ShardPlan.load(task.shards)
             if plan is None:
                 raise FileNotFoundError(f"{task.shards}: no shard plan (shards.json)")
-            self._run_task(plan, task)
+            self._run_task(plan, task, work, poll_seconds)
         return self.report
 
-    def _run_task(self, plan: ShardPlan, task: Any) -> None:
+    def _run_task(self, plan: ShardPlan, task: Any, work: Callable[[], bool] | None, poll_seconds: float) -> None:
         import ray
         from ray.exceptions import RayActorError
         from ray.util.queue import Queue
@@ -192,6 +194,10 @@ class RaySampler:
                 r.drain.remote(queue, str(plan.root), task.sampling, self.job.seed, task.seed_tag, self.job.window): r
                 for r in self.replicas
             }
+            waiting = list(calls)
+            while waiting:
+                timeout = 0 if work is not None and work() else poll_seconds
+                _, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=timeout if work else None)
             alive = []
             for ref, replica in calls.items():
                 try:
@@ -224,13 +230,15 @@ class RaySampler:
         self.replicas = []
 
 
-def sample_on_ray(job: Any, options: RayOptions) -> SampleReport:
-    """Sample every pending shard of `job` (a `SampleJob`) on `options.replicas` Ray replicas."""
+def sample_on_ray(job: Any, options: RayOptions, work: Callable[[], bool] | None = None) -> SampleReport:
+    """Sample every pending shard of `job` (a `SampleJob`) on `options.replicas` Ray replicas.
+
+    `work` is called while the replicas run (see `RaySampler.run`)."""
     started = init_ray(options)
     try:
         sampler = RaySampler(job, options)
         try:
-            return sampler.run()
+            return sampler.run(work)
         finally:
             sampler.close()
     finally:
