@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from sdp.config import parse_config
-from sdp.launch.process import run_stage
 from sdp.rundir import RunDir, atomic_write_json, atomic_write_jsonl, read_jsonl
 from sdp.sources.problems import load_problems, subset
 from sdp.stages.evaluate import evaluate_model, format_scores
@@ -65,12 +64,13 @@ def seed_pairs(model: str, files: list[str]) -> list[dict]:
 
 def control_train(cfg: Any, init: str, sft_path: Path, rdir: Path, steps: int, seed: int) -> dict:
     """One control cycle: `steps` SFT steps on the seed pairs from `init`, through the round's own train stage."""
-    sft_args = {**(cfg.sft or {}), "max_steps": steps}
-    job = {"init_model": init, "sft_path": str(sft_path), "output": str(rdir / "checkpoint"),
-           "work_dir": str(rdir / "trainer"), "stats": str(rdir / "train_stats.json"), "sft_args": sft_args,
-           "seed": seed, "lora": cfg.lora, "kd": None, "progress": cfg.progress}
-    run_stage("sdp.stages.train", job, rdir / "train.job.json")
-    return json.loads((rdir / "train_stats.json").read_text())
+    from sdp.stages.train import TrainJob, run_train
+
+    job = TrainJob(init_model=init, sft_path=str(sft_path), output=str(rdir / "checkpoint"),
+                   work_dir=str(rdir / "trainer"), stats=str(rdir / "train_stats.json"),
+                   sft_args={**(cfg.sft or {}), "max_steps": steps}, seed=seed, lora=cfg.lora, kd=None,
+                   progress=cfg.progress)
+    return run_train(job, rdir / "train.job.json")
 
 
 def run_control(config: str, out: Path, sdp: RunDir | None, rounds: int, seed_files: list[str],
