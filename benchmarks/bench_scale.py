@@ -70,7 +70,7 @@ def measure(root: Path, workers: int | None) -> dict:
         for shard in plan.pending("verdicts"):
             verification.verify_shard(shard)
     verify_seconds = time.perf_counter() - start
-    selector = Selector(1)
+    selector = Selector(1, grouped=True)
     with JsonlWriter(root / "sft.jsonl") as out:
         for shard in plan.shards:
             problems = shard.load_problems()

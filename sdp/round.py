@@ -261,7 +261,7 @@ def select_stage(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan) -> dict
 
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
         rdir = run.round_dir(k)
-        selector = Selector(cfg.max_per_problem)
+        selector = Selector(cfg.max_per_problem, grouped=True)
         with JsonlWriter(rdir / "sft.jsonl") as out:
             for shard in plan.shards:
                 problems = shard.load_problems()

@@ -96,3 +96,17 @@ def test_select_keeps_verified_distinct_capped_and_records_solve_rates():
     assert dedupe_key(" a \t b\n") == "a b"
     with pytest.raises(ValueError):
         select(records, max_per_problem=0)
+
+
+def test_grouped_selector_matches_select_and_keeps_no_hashes_of_finished_problems():
+    from sdp.stages.select import Selector
+
+    records = [rec("a", f"x = {i % 3}", True) for i in range(6)] + [rec("b", "y", True), rec("b", " y ", True)]
+    chosen = select(records, max_per_problem=2)
+    grouped = Selector(2, grouped=True)
+    kept = [r for r in records if grouped.add(r)]
+    assert kept == chosen.kept and grouped.summary() == chosen.counts
+    assert grouped.solve_rates == chosen.solve_rates
+    assert set(grouped._seen) == {"b"}  # problem a's hashes were dropped when b started
+    with pytest.raises(ValueError, match="samples of problem 'a' are not contiguous"):
+        grouped.add(rec("a", "late", True))

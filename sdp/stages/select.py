@@ -37,20 +37,29 @@ class Selector:
     """The selection rules applied record by record; it keeps only per-problem state.
 
     Per problem: sample and verified counts, and 16-byte hashes of its distinct verified
-    completions (for duplicates); never the records themselves.
+    completions (for duplicates); never the records themselves. With `grouped=True` the input
+    holds each problem's samples in one run (as shards do), so the hashes of a problem are
+    dropped when the next problem starts and memory does not grow with the samples.
     """
 
-    def __init__(self, max_per_problem: int) -> None:
+    def __init__(self, max_per_problem: int, *, grouped: bool = False) -> None:
         if max_per_problem < 1:
             raise ValueError(f"max_per_problem must be >= 1, got {max_per_problem}")
-        self.max_per_problem = max_per_problem
+        self.max_per_problem, self.grouped = max_per_problem, grouped
         self._seen: dict[str, set[bytes]] = {}
+        self._current: str | None = None
         self._tally: dict[str, list[int]] = {}  # id -> [verified, samples]
         self.counts = dict.fromkeys(("samples", "ok", "wrong", "unverifiable", "duplicates", "capped", "kept"), 0)
 
     def add(self, record: Mapping[str, Any]) -> bool:
         """Count `record` (with its `verdict`); True when it is kept for training."""
-        tally = self._tally.setdefault(record["id"], [0, 0])
+        pid = record["id"]
+        if self.grouped and pid != self._current:
+            if pid in self._tally:
+                raise ValueError(f"samples of problem {pid!r} are not contiguous (grouped selection)")
+            self._seen.clear()
+            self._current = pid
+        tally = self._tally.setdefault(pid, [0, 0])
         tally[1] += 1
         self.counts["samples"] += 1
         verdict = record["verdict"]["ok"]
@@ -62,7 +71,7 @@ class Selector:
             return False
         tally[0] += 1
         self.counts["ok"] += 1
-        seen = self._seen.setdefault(record["id"], set())
+        seen = self._seen.setdefault(pid, set())
         key = _digest(record["completion"])
         if key in seen:
             self.counts["duplicates"] += 1
