@@ -153,6 +153,37 @@ class RoundConfig:
     )
     lora: dict | str | None = field(default=None, metadata={"help": _PASS_THROUGH_HELP["lora"]})
     kd: dict | str | None = field(default=None, metadata={"help": _PASS_THROUGH_HELP["kd"]})
+    # -- prompts (sdp.sources.templates): rendered identically for sampling, SFT and evaluation
+    system_prompt: str | None = field(default=None, metadata={"help": "System prompt (a system turn with a chat "
+                                      "template; plain text before the prompt without one)."})
+    prompt_template: str = field(default="{prompt}", metadata={"help": "The user turn: `{prompt}` and any of the "
+                                 "problem's non-gold fields, e.g. '{prompt}\\nPut your final answer within \\boxed{}.'"})
+    few_shot: list | str | None = field(default=None, metadata={"help": "Few-shot examples: a list of {prompt, "
+                                        "completion} mappings (or a JSONL path), rendered through the same template."})
+    use_chat_template: str = field(default="auto", metadata={"help": "auto (the tokenizer's chat template when it "
+                                   "has one), true or false."})
+    # -- data hygiene and tracking
+    decontaminate: Literal["none", "warn", "drop", "error"] = field(default="none", metadata={"help": "Normalised "
+        "n-gram overlap of training vs held-out prompts, checked at start: warn, drop the training problem, or "
+        "stop (sdp.sources.decontaminate)."})
+    decontaminate_ngram: int = field(default=8, metadata={"help": "n of the decontamination n-grams."})
+    decontaminate_min_overlap: float = field(default=0.0, metadata={"help": "Share of a training prompt's n-grams "
+                                             "that must occur in a held-out prompt to count (0: any one)."})
+    report_to: list[str] = field(default_factory=list, metadata={"help": "Trackers for each round's metrics, the "
+                                 "round as step: tensorboard, wandb, mlflow (none by default)."})
+    # -- executors and launchers (docs/scale.md)
+    executor: Literal["local", "ray"] = field(default="local", metadata={"help": "Where sampling and verification "
+        "run: 'local', or 'ray' (vLLM replicas as Ray actors, verification as Ray tasks)."})
+    ray_address: str | None = field(default=None, metadata={"help": "executor ray: None starts a local Ray; 'auto' "
+                                    "or 'ray://host:port' joins a cluster."})
+    replicas: int = field(default=1, metadata={"help": "executor ray: vLLM sampling replicas."})
+    launcher: Literal["process", "accelerate"] = field(default="process", metadata={"help": "Train stage: one child "
+        "process, or `accelerate launch` with num_processes ranks."})
+    num_processes: int = field(default=1, metadata={"help": "launcher accelerate: training processes."})
+    accelerate_config: str | None = field(default=None, metadata={"help": "launcher accelerate: config file "
+        "(configs/accelerate/*.yaml); None: DDP on this machine."})
+    dtype: str = field(default="float32", metadata={"help": "dtype the student trains in (bfloat16 on GPUs)."})
+    teacher_dtype: str | None = field(default=None, metadata={"help": "dtype of the KD teacher (None: the student's)."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def __post_init__(self) -> None:
@@ -172,12 +203,50 @@ class RoundConfig:
             KDConfig.from_dict(self.kd)
             if not (self.kd.get("teacher_model") or self.teacher_model):
                 raise ValueError("kd needs a teacher: set kd.teacher_model or teacher_model")
+        if isinstance(self.few_shot, str):
+            self.few_shot = _load_few_shot(self.few_shot)
+        self.template  # builds and validates the PromptTemplate now, not at the first render
+        from sdp.tracking import check_report_to
+
+        self.report_to = check_report_to(self.report_to)
+        if self.replicas < 1 or self.num_processes < 1:
+            raise ValueError(f"replicas and num_processes must be >= 1, got {self.replicas}, {self.num_processes}")
         n = int((self.eval_sampling or {}).get("n", 1))
         if self.eval_k is not None and not 1 <= self.eval_k <= n:
             raise ValueError(f"eval_k={self.eval_k} must be between 1 and eval_sampling.n={n}")
 
+    @property
+    def template(self) -> Any:
+        """The `sdp.sources.templates.PromptTemplate` of the prompt fields."""
+        from sdp.sources.templates import PromptTemplate
+
+        return PromptTemplate.from_config(self.system_prompt, self.prompt_template, self.few_shot,
+                                          self.use_chat_template)
+
+    def template_fields(self) -> dict[str, Any]:
+        """The prompt fields as a stage job carries them (empty for the default template)."""
+        if self.template.is_default:
+            return {}
+        return {"system_prompt": self.system_prompt, "prompt_template": self.prompt_template,
+                "few_shot": list(self.few_shot or []), "use_chat_template": self.use_chat_template}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _load_few_shot(text: str) -> list:
+    """`few_shot` given as a JSONL path, or as YAML/JSON text on the command line."""
+    from pathlib import Path
+
+    if text.strip().startswith("["):
+        value = yaml.safe_load(text)
+    else:
+        from sdp.jsonl import read_jsonl
+
+        value = read_jsonl(Path(text))
+    if not isinstance(value, list):
+        raise ValueError(f"few_shot: expected a list of {{prompt, completion}} mappings or a JSONL path, got {text!r}")
+    return value
 
 
 def _load_mapping(name: str, text: str) -> dict | None:
@@ -219,6 +288,8 @@ def parse_config(argv: list[str] | None = None) -> RoundConfig:
 def config_fingerprint(cfg: RoundConfig) -> str:
     """Canonical JSON of the fields that change results (not where the run lives, how far it goes, or progress bars)."""
     data = cfg.to_dict()
-    for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers", "overlap_verify"):
+    # Where and how parallel the work runs, and what is reported, leave the results as they are.
+    for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers", "overlap_verify",
+                "report_to", "executor", "ray_address", "replicas"):
         data.pop(key, None)
     return json.dumps(data, sort_keys=True)

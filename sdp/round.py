@@ -16,6 +16,7 @@ shards, with the same seeded results. The pass-through sections of the config ar
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import shutil
@@ -23,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 from tqdm.auto import tqdm
@@ -138,7 +140,7 @@ def train_shards(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict]) -
 
 
 def sampling_task(cfg: RoundConfig, plan: ShardPlan, k: int) -> SampleTask:
-    return SampleTask(str(plan.root), dict(cfg.sampling or {}), f"train-{k}")
+    return SampleTask(str(plan.root), dict(cfg.sampling or {}), f"train-{k}", cfg.template_fields())
 
 
 def next_round_task(
@@ -184,6 +186,26 @@ def run_baseline(run: RunDir, cfg: RoundConfig, eval_set: list[dict], also: Samp
         run.mark_done(0, "metrics", {"metrics": "round-0/metrics.json"})
 
 
+def ray_options(cfg: RoundConfig) -> Any:
+    from sdp.launch.ray_executor import RayOptions
+
+    return RayOptions(address=cfg.ray_address, replicas=cfg.replicas, env=dict(cfg.vllm_env or {}))
+
+
+def check_contamination(cfg: RoundConfig, train_all: list[dict], eval_set: list[dict]) -> tuple[list[dict], dict]:
+    """Training problems after the n-gram check against the held-out set, and the report (sdp.sources.decontaminate)."""
+    if cfg.decontaminate == "none" or not eval_set:
+        return train_all, {}
+    from sdp.sources.decontaminate import ContaminationError, decontaminate
+
+    try:
+        kept, report = decontaminate(train_all, eval_set, n=cfg.decontaminate_ngram, mode=cfg.decontaminate,
+                                     min_overlap=cfg.decontaminate_min_overlap)
+    except ContaminationError as exc:
+        raise SystemExit(f"decontaminate: error: {exc}") from exc
+    return kept, report.to_dict()
+
+
 def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sampler: str) -> tuple[dict, dict]:
     """The sample and verify stages of round k: finished shards are verified while later ones are drawn.
 
@@ -219,7 +241,13 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
                     progress=cfg.progress,
                 )
                 work = verify_next if cfg.overlap_verify else (lambda: False)
-                run_stage_while("sdp.stages.sample", job.to_dict(), rdir / "sample.job.json", work, env=cfg.vllm_env)
+                if cfg.executor == "ray":
+                    from sdp.launch.ray_executor import sample_on_ray
+
+                    sample_on_ray(job, ray_options(cfg), work=work)
+                else:
+                    run_stage_while("sdp.stages.sample", job.to_dict(), rdir / "sample.job.json", work,
+                                    env=cfg.vllm_env)
             n = plan.count_records("samples")
             earlier = plan.count - len(pending)
             how = f"{earlier} of {plan.count} shards drawn earlier" if earlier else sampler
@@ -234,6 +262,12 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
             return info, f"{plan.problems} problems -> {n} samples in {plan.count} shards ({how})"
 
         def verify() -> tuple[dict, str]:
+            if cfg.executor == "ray":
+                from sdp.launch.ray_executor import verify_on_ray
+
+                code = any(p.get("domain") == "code" for shard in plan.shards for p in shard.load_problems().values())
+                verify_on_ray(plan.pending("verdicts"), verifier=cfg.verifier, timeout=cfg.verify_timeout,
+                              options=ray_options(cfg), check_sandbox=code)
             while verify_next():
                 pass
             counts = summarize(plan.iter_records("verdicts"))
@@ -257,8 +291,9 @@ def select_stage(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan) -> dict
     def fn() -> tuple[dict, str]:
         from transformers import AutoTokenizer
 
-        from sdp.stages.sample import render_prompt
+        from sdp.sources.templates import render_prompt
 
+        template = cfg.template
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
         rdir = run.round_dir(k)
         selector = Selector(cfg.max_per_problem, grouped=True)
@@ -267,7 +302,7 @@ def select_stage(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan) -> dict
                 problems = shard.load_problems()
                 for record in iter_jsonl(shard.verdicts):
                     if selector.add(record):
-                        out.write(sft_pair(record, render_prompt(tokenizer, problems[record["id"]]["prompt"])))
+                        out.write(sft_pair(record, render_prompt(tokenizer, problems[record["id"]], template)))
         atomic_write_json(rdir / "solve_rates.json", selector.solve_rates)
         c = selector.summary()
         info = {**c, "train_pass_rate": round(selector.train_pass_rate, 6)}
@@ -307,6 +342,12 @@ def train_stage(run: RunDir, cfg: RoundConfig, k: int) -> dict:
             lora=cfg.lora,
             kd=kd,
             progress=cfg.progress,
+            launcher=cfg.launcher,
+            num_processes=cfg.num_processes,
+            accelerate_config=cfg.accelerate_config,
+            dtype=cfg.dtype,
+            teacher_dtype=cfg.teacher_dtype,
+            template=cfg.template_fields(),
         )
         stats = run_train(job, rdir / "train.job.json")
         shutil.rmtree(rdir / "trainer", ignore_errors=True)
@@ -338,7 +379,17 @@ def round_metrics(run: RunDir, cfg: RoundConfig, k: int, infos: dict[str, dict])
         "eval": infos["evaluate"]["eval"],
         "timings": {name: infos[name]["seconds"] for name in TRAIN_STAGES},
         "peak_rss_mb": max(info["peak_rss_mb"] for info in infos.values()),
+        **contamination_counts(run),
     }
+
+
+def contamination_counts(run: RunDir) -> dict[str, Any]:
+    """{contaminated, dropped} of the start-up n-gram check, when one ran (decontamination.json)."""
+    path = run.root / "decontamination.json"
+    if not path.exists():
+        return {}
+    report = json.loads(path.read_text())
+    return {"decontamination": {"contaminated": report["contaminated"], "dropped": report["dropped"]}}
 
 
 def run_round(
@@ -378,8 +429,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"held-out problems also in the training set: {sorted(overlap)[:5]}")
     for field_name in ("model", "teacher_model"):
         check_model_path(field_name, getattr(cfg, field_name))
+    train_all, contamination = check_contamination(cfg, train_all, eval_set)
     run = RunDir(Path(cfg.output_dir) / cfg.name)
     check_run_config(run, cfg)
+    if contamination:
+        atomic_write_json(run.root / "decontamination.json", contamination)
     rounds = plan_rounds(run, cfg)
     if rounds or not run.done(0, "metrics"):
         preflight(run, cfg)
@@ -390,17 +444,33 @@ def main(argv: list[str] | None = None) -> None:
         len(eval_set),
         rounds or "none (all done)",
     )
-    if eval_set:
-        run_baseline(run, cfg, eval_set, next_round_task(run, cfg, 0, rounds, train_all))
-    for k in rounds:
-        metrics = run_round(run, cfg, k, train_all, eval_set, rounds)
-        logger.info(
-            "round %d done: kept %d, train pass rate %.3f, held-out %s",
-            k,
-            metrics["kept"],
-            metrics["train_pass_rate"],
-            format_scores(metrics["eval"]) or "-",
-        )
+    from sdp.tracking import RoundTracker
+
+    started_ray = False
+    if cfg.executor == "ray" and rounds:
+        from sdp.launch.ray_executor import init_ray
+
+        started_ray = init_ray(ray_options(cfg))
+    try:
+        with RoundTracker(cfg.report_to, run.root, run_name=cfg.name, config=cfg.to_dict()) as tracker:
+            if eval_set:
+                run_baseline(run, cfg, eval_set, next_round_task(run, cfg, 0, rounds, train_all))
+                tracker.log_round(json.loads((run.round_dir(0) / "metrics.json").read_text()))
+            for k in rounds:
+                metrics = run_round(run, cfg, k, train_all, eval_set, rounds)
+                tracker.log_round(metrics)
+                logger.info(
+                    "round %d done: kept %d, train pass rate %.3f, held-out %s",
+                    k,
+                    metrics["kept"],
+                    metrics["train_pass_rate"],
+                    format_scores(metrics["eval"]) or "-",
+                )
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
     table = write_summary(run.root)
     print(table)
 

@@ -224,11 +224,16 @@ class RoundTracker:
             atomic_write_json(self._state_path, self.state)
 
     def log_round(self, metrics: Mapping[str, Any]) -> dict[str, float]:
-        """Log one round's metrics; returns what was logged."""
-        flat = flatten_metrics(metrics)
+        """Log one round's metrics once (a resumed job does not log a round again); returns what was logged."""
         step = int(metrics["round"])
+        logged = self.state.setdefault("logged_rounds", [])
+        if not self.trackers or step in logged:
+            return {}
+        flat = flatten_metrics(metrics)
         for tracker in self.trackers:
             tracker.log(flat, step)
+        logged.append(step)
+        self._save_state()
         return flat
 
     def close(self) -> None:

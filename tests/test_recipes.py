@@ -1,7 +1,6 @@
 """The recipes in configs/recipes/: every file is valid now; each runs end to end on CPU (slow).
 
-Validation checks every key against `RoundConfig` (plus `PENDING_FIELDS`, the fields the recipes
-need that the round does not read yet), every problem source against the adapters, the template
+Validation checks every key against `RoundConfig`, every problem source against the adapters, the template
 fields against `PromptTemplate`, and each pass-through section against the library that takes it
 (vLLM `EngineArgs` / `SamplingParams`, TRL `SFTConfig`, peft `LoraConfig`).
 
@@ -34,18 +33,6 @@ RECIPES = sorted((ROOT / "configs" / "recipes").glob("*.yaml"))
 TRAINING_RECIPES = [p for p in RECIPES if p.stem != "humaneval_eval"]
 
 # Fields the recipes use that RoundConfig does not have yet (wired by the integrator / STREAM / SCALE).
-PENDING_FIELDS = {
-    "system_prompt": "sdp.sources.templates.PromptTemplate.system_prompt",
-    "prompt_template": "PromptTemplate.prompt_template",
-    "few_shot": "PromptTemplate.few_shot",
-    "use_chat_template": "PromptTemplate.use_chat_template",
-    "decontaminate": "sdp.sources.decontaminate mode: none | warn | drop | error",
-    "report_to": "sdp.tracking.RoundTracker trackers",
-    "executor": "local | ray (SCALE)",
-    "accelerate_config": "accelerate config of the train stage (SCALE)",
-    "shard_size": "problems per shard (STREAM)",
-    "overlap_verify": "verify while sampling (STREAM)",
-}
 ROUND_FIELDS = {f.name for f in dataclasses.fields(RoundConfig)}
 
 
@@ -68,7 +55,7 @@ def _field_names(cls) -> set[str]:
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_file_is_valid(path):
     cfg = load(path)
-    unknown = set(cfg) - ROUND_FIELDS - set(PENDING_FIELDS)
+    unknown = set(cfg) - ROUND_FIELDS
     assert not unknown, f"{path.name}: unknown keys {sorted(unknown)}"
     sources = [ProblemSource.parse(s) for s in cfg.get("train_problems", []) + cfg.get("eval_problems", [])]
     assert sources and all(s.format in ADAPTERS and s.format != "sdp" for s in sources)
@@ -142,10 +129,6 @@ def swap_sources(sources: list, split: str, out: Path) -> list[dict]:
     return [{k: v for k, v in s.items() if v is not None} for s in swapped]
 
 
-def _missing_wiring() -> list[str]:
-    return sorted(set(PENDING_FIELDS) - ROUND_FIELDS)
-
-
 @pytest.fixture(scope="module")
 def long_context_model(tmp_path_factory) -> Path:
     """data/model with max_position_embeddings 1024 (RoPE: no weights change), for MBPP/HumanEval prompts."""
@@ -160,7 +143,8 @@ def long_context_model(tmp_path_factory) -> Path:
 
 
 # data/model writes arithmetic ("2*2=4."), so these needles are in nearly every completion.
-NEEDLE_ROWS = [{"q": f"Say something with {c}", "n": c} for c in "=.=."]
+# The tiny model, whatever the prompt, writes digit runs ("22*2222..."): "2" is in nearly every sample.
+NEEDLE_ROWS = [{"q": f"Say something with 2 (row {i})", "n": "2"} for i in range(4)]
 
 
 def needle_source(out: Path) -> dict:
@@ -199,8 +183,6 @@ def cpu_config(recipe: dict, out: Path, model: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TRAINING_RECIPES, ids=lambda p: p.stem)
 def test_recipe_runs_end_to_end_on_cpu(path, tmp_path, long_context_model):
-    if _missing_wiring():
-        pytest.skip(f"the round does not read {', '.join(_missing_wiring())} yet (integrator's wiring)")
     cfg = cpu_config(load(path), tmp_path, long_context_model)
     config_path = tmp_path / "recipe.yaml"
     config_path.write_text(yaml.safe_dump(cfg))

@@ -106,8 +106,10 @@ class _Replica:
         return {"pid": os.getpid(), "node": socket.gethostname()}
 
     def drain(
-        self, queue: Any, root: str, sampling: Mapping[str, Any], seed: int, seed_tag: str, window: int
+        self, queue: Any, root: str, sampling: Mapping[str, Any], seed: int, seed_tag: str, window: int,
+        template: Mapping[str, Any] | None = None,
     ) -> list[int]:
+        from sdp.sources.templates import DEFAULT_TEMPLATE, PromptTemplate
         from sdp.stages.sample import sample_shards
 
         def pulled() -> Iterator[Shard]:
@@ -121,7 +123,8 @@ class _Replica:
                 yield Shard(Path(root), int(index))
 
         done = sample_shards(
-            self.engine, pulled(), sampling, seed, seed_tag=seed_tag, window=window, progress=False  # type: ignore[arg-type]
+            self.engine, pulled(), sampling, seed, seed_tag=seed_tag, window=window, progress=False,  # type: ignore[arg-type]
+            template=PromptTemplate.from_config(**template) if template else DEFAULT_TEMPLATE,
         )
         return [shard.index for shard in done]
 
@@ -191,7 +194,8 @@ class RaySampler:
             for shard in pending:
                 queue.put(shard.index)
             calls = {
-                r.drain.remote(queue, str(plan.root), task.sampling, self.job.seed, task.seed_tag, self.job.window): r
+                r.drain.remote(queue, str(plan.root), task.sampling, self.job.seed, task.seed_tag, self.job.window,
+                               task.template): r
                 for r in self.replicas
             }
             waiting = list(calls)

@@ -124,7 +124,8 @@ def evaluate_model(
     from sdp.stages.verify import Verification
 
     plan = plan_shards(problems, out_dir / "eval", getattr(cfg, "shard_size", DEFAULT_SHARD_SIZE))
-    task = SampleTask(str(plan.root), dict(cfg.eval_sampling or {}), "eval")
+    template = cfg.template_fields() if hasattr(cfg, "template_fields") else {}
+    task = SampleTask(str(plan.root), dict(cfg.eval_sampling or {}), "eval", template)
     tasks = [task, *also] if plan.pending("samples") else list(also)
     with Verification(verifier=cfg.verifier, workers=cfg.verify_workers, timeout=cfg.verify_timeout) as verification:
 

@@ -31,12 +31,11 @@ from typing import Any, TypeVar
 from sdp.jsonl import atomic_write_jsonl, iter_jsonl, read_jsonl
 from sdp.launch.process import die_with_parent, load_job, pause_point
 from sdp.shards import Shard, ShardPlan
+from sdp.sources.templates import DEFAULT_TEMPLATE, PLAIN_PROMPT_TEMPLATE, PromptTemplate, encode_prompt, render_prompt
 
 K = TypeVar("K")
 
 logger = logging.getLogger(__name__)
-
-PLAIN_PROMPT_TEMPLATE = "{prompt}\n"
 
 # SamplingParams keys the `hf` backend understands; others are reported, not silently used.
 _HF_KEYS = {"n", "temperature", "top_p", "top_k", "max_tokens", "stop", "seed"}
@@ -44,21 +43,6 @@ _HF_KEYS = {"n", "temperature", "top_p", "top_k", "max_tokens", "stop", "seed"}
 
 def is_vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
-
-
-def render_prompt(tokenizer: Any, prompt: str) -> str:
-    """The text the model sees: its chat template with one user turn, else `PLAIN_PROMPT_TEMPLATE`."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-        )
-    return PLAIN_PROMPT_TEMPLATE.format(prompt=prompt)
-
-
-def encode_prompt(tokenizer: Any, rendered: str) -> list[int]:
-    """Token ids of a rendered prompt; chat templates carry their own BOS, plain prompts get the tokenizer's."""
-    add_special = not getattr(tokenizer, "chat_template", None)
-    return list(tokenizer(rendered, add_special_tokens=add_special)["input_ids"])
 
 
 def problem_seed(seed: int, *parts: str) -> int:
@@ -91,6 +75,7 @@ def stream_vllm(
     seed_tag: str = "",
     window: int = 2,
     progress: bool = True,
+    template: PromptTemplate = DEFAULT_TEMPLATE,
 ) -> Iterator[tuple[K, list[dict]]]:
     """Yield (key, records) for each batch of problems as soon as all its requests are finished.
 
@@ -117,7 +102,7 @@ def stream_vllm(
             return False
         key, problems = item
         prompts = [
-            TokensPrompt(prompt_token_ids=encode_prompt(tokenizer, render_prompt(tokenizer, p["prompt"])))
+            TokensPrompt(prompt_token_ids=encode_prompt(tokenizer, render_prompt(tokenizer, p, template), template))
             for p in problems
         ]
         per_prompt = [SamplingParams(**params, seed=problem_seed(base_seed, seed_tag, p["id"])) for p in problems]
@@ -180,14 +165,21 @@ def build_llm(model: str, engine_args: Mapping[str, Any], seed: int) -> Any:
 class HFSampler:
     """The `hf` backend: transformers `generate`, one problem (n sequences) at a time."""
 
-    def __init__(self, model_path: str, sampling: Mapping[str, Any], seed: int, seed_tag: str = "") -> None:
+    def __init__(
+        self,
+        model_path: str,
+        sampling: Mapping[str, Any],
+        seed: int,
+        seed_tag: str = "",
+        template: PromptTemplate = DEFAULT_TEMPLATE,
+    ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         ignored = sorted(set(sampling) - _HF_KEYS)
         if ignored:
             logger.warning("hf backend ignores sampling keys %s", ignored)
         params = dict(sampling)
-        self.base_seed, self.seed_tag = int(params.pop("seed", seed)), seed_tag
+        self.base_seed, self.seed_tag, self.template = int(params.pop("seed", seed)), seed_tag, template
         stops = params.get("stop") or []
         self.stops = [stops] if isinstance(stops, str) else list(stops)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -212,7 +204,7 @@ class HFSampler:
         import torch
 
         tokenizer = self.tokenizer
-        ids = encode_prompt(tokenizer, render_prompt(tokenizer, problem["prompt"]))
+        ids = encode_prompt(tokenizer, render_prompt(tokenizer, problem, self.template), self.template)
         torch.manual_seed(problem_seed(self.base_seed, self.seed_tag, problem["id"]))
         with torch.no_grad():
             out = self.model.generate(
@@ -254,6 +246,11 @@ class SampleTask:
     shards: str = field(metadata={"help": "Directory of the shard set (holds shards.json)."})
     sampling: dict = field(default_factory=dict, metadata={"help": "vllm.SamplingParams keyword arguments."})
     seed_tag: str = field(default="", metadata={"help": "Part of every per-problem seed (e.g. 'train-2', 'eval')."})
+    template: dict = field(default_factory=dict, metadata={"help": "PromptTemplate fields (empty: the default)."})
+
+    @property
+    def prompt_template(self) -> PromptTemplate:
+        return PromptTemplate.from_config(**self.template) if self.template else DEFAULT_TEMPLATE
 
 
 @dataclass(frozen=True)
@@ -287,6 +284,7 @@ def sample_shards(
     seed_tag: str = "",
     window: int = 2,
     progress: bool = True,
+    template: PromptTemplate = DEFAULT_TEMPLATE,
 ) -> Iterator[Shard]:
     """Sample every problem of `shards` and write each shard's samples file; yield each shard when written.
 
@@ -294,7 +292,7 @@ def sample_shards(
     order they finish (each file's content does not depend on that order).
     """
     if isinstance(engine, str):
-        sampler = HFSampler(engine, sampling, seed, seed_tag)
+        sampler = HFSampler(engine, sampling, seed, seed_tag, template)
         for shard in shards:
             records = [r for p in iter_jsonl(shard.problems) for r in sampler.sample(p)]
             atomic_write_jsonl(shard.samples, records)
@@ -302,7 +300,7 @@ def sample_shards(
         return
     batches = ((shard, read_jsonl(shard.problems)) for shard in shards)
     for shard, records in stream_vllm(
-        engine, batches, sampling, seed, seed_tag=seed_tag, window=window, progress=progress
+        engine, batches, sampling, seed, seed_tag=seed_tag, window=window, progress=progress, template=template
     ):
         atomic_write_jsonl(shard.samples, records)
         yield shard
@@ -330,7 +328,8 @@ def run_job(job: SampleJob) -> int:
     for task, shards in pending:
         start = time.perf_counter()
         for shard in sample_shards(
-            engine, shards, task.sampling, job.seed, seed_tag=task.seed_tag, window=job.window, progress=job.progress
+            engine, shards, task.sampling, job.seed, seed_tag=task.seed_tag, window=job.window, progress=job.progress,
+            template=task.prompt_template,
         ):
             written += 1
             logger.info("sampled %s (%s) -> %s", shard.name, backend, shard.samples)

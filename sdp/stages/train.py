@@ -5,7 +5,7 @@ Run by the round in its own process (`python -m sdp.stages.train JOB.json`, the 
 holds rendered prompt / completion pairs (one JSONL/parquet file, a list of shard files, or a
 directory of them); it is loaded with `datasets` (Arrow, memory-mapped, cached in the trainer's
 work directory), never as a Python list. Pairs are tokenized exactly as the sampler does (prompt ids
-from `sdp.stages.sample.encode_prompt`, then the completion's ids and EOS), and the loss covers the
+from `sdp.sources.templates.encode_prompt`, then the completion's ids and EOS), and the loss covers the
 completion only (labels of prompt tokens are -100) unless the SFT config sets
 `completion_only_loss: false`. `SFTConfig` keyword arguments pass through from the config. With
 `lora`, peft adapters are trained and merged into the saved checkpoint, so every checkpoint is a
@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from sdp.launch.process import die_with_parent
 from sdp.rundir import atomic_replace_dir, atomic_write_json, fresh_tmp_dir
-from sdp.stages.sample import encode_prompt
+from sdp.sources.templates import DEFAULT_TEMPLATE, PromptTemplate, encode_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,10 @@ class TrainJob:
     dtype: str = field(default="float32", metadata={"help": f"dtype the student is loaded in: {', '.join(DTYPES)}."})
     teacher_dtype: str | None = field(
         default=None, metadata={"help": "dtype of the KD teacher (None: the student's)."}
+    )
+    template: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "PromptTemplate fields the prompts were rendered with (their BOS rule); empty: the default."},
     )
     quantize: dict[str, Any] | None = field(
         default=None, metadata={"help": "Reserved for quantization-aware distillation; accepted, not used yet."}
@@ -146,12 +150,15 @@ def run_train(job: TrainJob, job_path: str | Path) -> dict[str, Any]:
 
 
 def tokenize_pairs(
-    tokenizer: Any, pairs: Sequence[Mapping[str, Any]], completion_only: bool = True
+    tokenizer: Any,
+    pairs: Sequence[Mapping[str, Any]],
+    completion_only: bool = True,
+    template: PromptTemplate = DEFAULT_TEMPLATE,
 ) -> dict[str, list[list[int]]]:
     """input_ids / labels columns for SFTTrainer (already processed, so TRL does not re-tokenize)."""
     input_ids, labels = [], []
     for pair in pairs:
-        prompt_ids = encode_prompt(tokenizer, pair["prompt"])
+        prompt_ids = encode_prompt(tokenizer, pair["prompt"], template)
         completion_ids = list(tokenizer(pair["completion"], add_special_tokens=False)["input_ids"])
         completion_ids.append(tokenizer.eos_token_id)
         ids = prompt_ids + completion_ids
@@ -224,7 +231,10 @@ def load_sft(sft_path: str | Sequence[str], cache_dir: str | Path) -> Any:
     return dataset
 
 
-def tokenize_sft(dataset: Any, tokenizer: Any, completion_only: bool, fingerprint_key: str) -> Any:
+def tokenize_sft(
+    dataset: Any, tokenizer: Any, completion_only: bool, fingerprint_key: str,
+    template: PromptTemplate = DEFAULT_TEMPLATE,
+) -> Any:
     """Tokenized input_ids / labels columns; deterministic fingerprint so other ranks reuse the cache."""
 
     def columns(batch: dict[str, list], indices: list[int]) -> dict[str, list[list[int]]]:
@@ -233,10 +243,10 @@ def tokenize_sft(dataset: Any, tokenizer: Any, completion_only: bool, fingerprin
                 if not isinstance(value, str):
                     raise ValueError(f"SFT example {i}: field {key!r} is {type(value).__name__}, not a string")
         pairs = [{"prompt": p, "completion": c} for p, c in zip(batch["prompt"], batch["completion"], strict=True)]
-        return tokenize_pairs(tokenizer, pairs, completion_only)
+        return tokenize_pairs(tokenizer, pairs, completion_only, template)
 
     fingerprint = hashlib.sha256(
-        f"{dataset._fingerprint}\x1f{fingerprint_key}\x1f{completion_only}".encode()
+        f"{dataset._fingerprint}\x1f{fingerprint_key}\x1f{completion_only}\x1f{template}".encode()
     ).hexdigest()[:32]
     return dataset.map(
         columns,
@@ -316,7 +326,8 @@ def train(job: TrainJob | Mapping[str, Any]) -> dict[str, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     with args.main_process_first(local=False, desc="SFT set"):
         raw = load_sft(job.sft_path, work_dir / "datasets")
-        dataset = tokenize_sft(raw, tokenizer, completion_only, job.init_model)
+        template = PromptTemplate.from_config(**job.template) if job.template else DEFAULT_TEMPLATE
+        dataset = tokenize_sft(raw, tokenizer, completion_only, job.init_model, template)
     # Seed before the model is built: LoRA initialisation draws random numbers.
     torch.manual_seed(int(sft_args["seed"]))
     model = AutoModelForCausalLM.from_pretrained(job.init_model, dtype=_torch_dtype(job.dtype))
