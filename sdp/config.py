@@ -21,7 +21,7 @@ import yaml
 
 # Dict fields: typed `dict | str | None` so HfArgumentParser accepts a string on the
 # command line (it keeps `str` for such unions), which `parse_config` then merges.
-DICT_FIELDS = ("engine_args", "vllm_env", "sampling", "eval_sampling", "sft", "lora", "kd")
+DICT_FIELDS = ("engine_args", "vllm_env", "sampling", "eval_sampling", "sft", "lora", "kd", "quantize")
 
 
 def _dict(name: str, **kwargs: Any) -> Any:
@@ -153,6 +153,9 @@ class RoundConfig:
     )
     lora: dict | str | None = field(default=None, metadata={"help": _PASS_THROUGH_HELP["lora"]})
     kd: dict | str | None = field(default=None, metadata={"help": _PASS_THROUGH_HELP["kd"]})
+    quantize: dict | str | None = field(default=None, metadata={"help": "Quantization-aware training of the "
+        "round's checkpoint: {scheme: int4_weight | int8_dynamic_act_int4_weight | int8_weight, group_size} "
+        "(torchao QAT; with kd and no teacher, the teacher is the full-precision model the round starts from)."})
     # -- prompts (sdp.sources.templates): rendered identically for sampling, SFT and evaluation
     system_prompt: str | None = field(default=None, metadata={"help": "System prompt (a system turn with a chat "
                                       "template; plain text before the prompt without one)."})
@@ -201,8 +204,12 @@ class RoundConfig:
             from sdp.distill.config import KDConfig  # torch-free: names a bad key or value at start-up
 
             KDConfig.from_dict(self.kd)
-            if not (self.kd.get("teacher_model") or self.teacher_model):
+            if not (self.kd.get("teacher_model") or self.teacher_model or self.quantize):
                 raise ValueError("kd needs a teacher: set kd.teacher_model or teacher_model")
+        if self.quantize is not None:
+            from sdp.distill.quantize import QuantizeConfig
+
+            QuantizeConfig.from_dict(self.quantize)
         if isinstance(self.few_shot, str):
             self.few_shot = _load_few_shot(self.few_shot)
         self.template  # builds and validates the PromptTemplate now, not at the first render

@@ -328,7 +328,8 @@ def train_stage(run: RunDir, cfg: RoundConfig, k: int) -> dict:
             return {"checkpoint": _rel(run, init), "trained": False, "examples": 0}, "nothing to train on"
         kd = dict(cfg.kd) if cfg.kd else None
         if kd:
-            kd.setdefault("teacher_model", cfg.teacher_model)
+            # Quantization-aware distillation: no teacher named means the full-precision model itself.
+            kd["teacher_model"] = kd.get("teacher_model") or cfg.teacher_model or (init if cfg.quantize else None)
         from sdp.stages.train import TrainJob, run_train
 
         job = TrainJob(
@@ -348,6 +349,7 @@ def train_stage(run: RunDir, cfg: RoundConfig, k: int) -> dict:
             dtype=cfg.dtype,
             teacher_dtype=cfg.teacher_dtype,
             template=cfg.template_fields(),
+            quantize=cfg.quantize,
         )
         stats = run_train(job, rdir / "train.job.json")
         shutil.rmtree(rdir / "trainer", ignore_errors=True)

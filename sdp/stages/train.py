@@ -82,7 +82,9 @@ class TrainJob:
         metadata={"help": "PromptTemplate fields the prompts were rendered with (their BOS rule); empty: the default."},
     )
     quantize: dict[str, Any] | None = field(
-        default=None, metadata={"help": "Reserved for quantization-aware distillation; accepted, not used yet."}
+        default=None,
+        metadata={"help": "sdp.distill.quantize.QuantizeConfig: fake-quantize (torchao QAT) before training, "
+                  "convert and save a torchao checkpoint after."},
     )
 
     def __post_init__(self) -> None:
@@ -90,6 +92,8 @@ class TrainJob:
             raise ValueError(f"launcher must be 'process' or 'accelerate', got {self.launcher!r}")
         if not isinstance(self.num_processes, int) or self.num_processes < 1:
             raise ValueError(f"num_processes must be a positive integer, got {self.num_processes!r}")
+        if self.quantize and self.lora:
+            raise ValueError("quantize with lora is not supported (LoRA on fake-quantized layers is untested)")
         for name in ("dtype", "teacher_dtype"):
             value = getattr(self, name)
             if value is not None and value not in DTYPES:
@@ -276,9 +280,20 @@ def _final_loss(log_history: Sequence[Mapping[str, Any]]) -> float | None:
     return losses[-1] if losses else None
 
 
-def _save_checkpoint(trainer: Any, job: TrainJob, tokenizer: Any) -> None:
+def _save_checkpoint(trainer: Any, job: TrainJob, tokenizer: Any) -> dict[str, Any]:
     """Gather (FSDP / ZeRO-3) and save through the trainer; the main process finishes and renames."""
     output = Path(job.output)
+    if job.quantize:
+        # The converted torchao model is saved from the unwrapped module (DDP keeps full weights per rank).
+        trainer.accelerator.wait_for_everyone()
+        if not trainer.is_world_process_zero():
+            return {}
+        from sdp.distill.quantize import finish_quantize
+
+        final = fresh_tmp_dir(output.parent, output.name)
+        stats = finish_quantize(trainer.accelerator.unwrap_model(trainer.model), job.quantize, tokenizer, final)
+        atomic_replace_dir(final, output)
+        return stats
     # One scratch path for all ranks: save_model is collective under ZeRO-3 and FSDP.
     scratch = output.parent / f".{output.name}.tmp-save"
     if trainer.is_world_process_zero():
@@ -302,6 +317,7 @@ def _save_checkpoint(trainer: Any, job: TrainJob, tokenizer: Any) -> None:
         tokenizer.save_pretrained(final)
         shutil.rmtree(scratch, ignore_errors=True)
     atomic_replace_dir(final, output)
+    return {}
 
 
 def train(job: TrainJob | Mapping[str, Any]) -> dict[str, Any]:
@@ -331,6 +347,10 @@ def train(job: TrainJob | Mapping[str, Any]) -> dict[str, Any]:
     # Seed before the model is built: LoRA initialisation draws random numbers.
     torch.manual_seed(int(sft_args["seed"]))
     model = AutoModelForCausalLM.from_pretrained(job.init_model, dtype=_torch_dtype(job.dtype))
+    if job.quantize:
+        from sdp.distill.quantize import apply_quantize
+
+        model = apply_quantize(model, job.quantize)
     kwargs: dict[str, Any] = {"model": model, "args": args, "train_dataset": dataset, "processing_class": tokenizer}
     if job.lora:
         from peft import LoraConfig
@@ -353,8 +373,9 @@ def train(job: TrainJob | Mapping[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    _save_checkpoint(trainer, job, tokenizer)
+    quantized = _save_checkpoint(trainer, job, tokenizer)
     return {
+        **quantized,
         "examples": len(raw),
         "steps": int(result.global_step),
         "train_loss": float(result.training_loss),
