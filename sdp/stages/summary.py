@@ -49,14 +49,35 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
+def solve_rates(run_root: Path, rows: list[dict[str, Any]]) -> dict[int, list[float]]:
+    """Each training round's per-problem solve rates (round-<k>/solve_rates.json)."""
+    found = {}
+    for m in rows:
+        path = run_root / f"round-{m['round']}" / "solve_rates.json"
+        if m["round"] >= 1 and path.exists():
+            found[m["round"]] = [float(v) for v in json.loads(path.read_text()).values()]
+    return found
+
+
+def plot(rows: list[dict[str, Any]], path: Path, rates: dict[int, list[float]] | None = None) -> None:
+    """Held-out pass@1 per round; beside it, when given, the histogram of train solve rates per round."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     domains = sorted({d for m in rows for d in m.get("eval", {})}, key=lambda d: (d == "all", d))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    if rates:
+        fig, (ax, hist) = plt.subplots(1, 2, figsize=(11, 4))
+        bins = [i / 10 for i in range(11)]
+        for k, values in sorted(rates.items()):
+            hist.hist(values, bins=bins, histtype="step", linewidth=1.5, label=f"round {k}")
+        hist.set_xlabel("train solve rate (verified / sampled, per problem)")
+        hist.set_ylabel("problems")
+        hist.legend()
+        hist.grid(alpha=0.3)
+    else:
+        fig, ax = plt.subplots(figsize=(6, 4))
     for d in domains:
         pts = [
             (m["round"], m["eval"][d]["pass@1"])
@@ -89,7 +110,7 @@ def write_summary(run_root: str | Path) -> str:
     table = render_table(rows)
     atomic_write_text(out / "table.md", table)
     atomic_write_json(out / "summary.json", rows)
-    plot(rows, out / "accuracy.png")
+    plot(rows, out / "accuracy.png", solve_rates(run_root, rows))
     return table
 
 
