@@ -148,3 +148,16 @@ def test_trains_on_a_directory_of_shards(tiny_model, tmp_path):
     assert stats["examples"] == 6 and stats["steps"] == 2 and stats["processes"] == 1
     assert (tmp_path / "checkpoint" / "model.safetensors").exists()
     assert not (tmp_path / "checkpoint" / "training_args.bin").exists()
+
+
+def test_resume_skips_a_trainer_checkpoint_cut_short(tmp_path):
+    from sdp.stages.train import _last_trainer_checkpoint
+
+    for step, complete in ((2, True), (4, True), (6, False)):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "model.safetensors").write_bytes(b"x")
+        if complete:
+            (ckpt / "trainer_state.json").write_text("{}")
+    assert _last_trainer_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert _last_trainer_checkpoint(tmp_path / "missing") is None

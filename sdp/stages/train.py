@@ -263,9 +263,15 @@ def tokenize_sft(
 
 
 def _last_trainer_checkpoint(work_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete `checkpoint-N` of the trainer: one killed while being written is skipped.
 
-    return get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+    The Trainer writes `trainer_state.json` last, so a checkpoint without it was cut short.
+    """
+    if not work_dir.is_dir():
+        return None
+    done = [p for p in work_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+            and (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
 def _torch_dtype(name: str) -> Any:
