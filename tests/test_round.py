@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import round_args
@@ -194,9 +195,12 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
             _cmd(args), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         _wait(proc, running, f"stage {stage}")
+        children = psutil.Process(proc.pid).children(recursive=True)
         os.kill(proc.pid, signal.SIGKILL)  # the round only: its stage child must die with it
         proc.wait()
-        time.sleep(0.5)
+        # The next run must not start while a stage child of this one is still writing.
+        _, alive = psutil.wait_procs(children, timeout=120)
+        assert not alive, f"stage children outlived the killed round: {alive}"
         if stage not in manifest():
             interrupted.append(stage)
     # Sampling, training and evaluation run for seconds in a child, so the kill always lands inside them;
