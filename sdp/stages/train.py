@@ -308,7 +308,7 @@ def _save_checkpoint(trainer: Any, job: TrainJob, tokenizer: Any) -> dict[str, A
     trainer.save_model(str(scratch))
     trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():
-        return
+        return {}
     (scratch / "training_args.bin").unlink(missing_ok=True)
     final = scratch
     if job.lora:
