@@ -7,7 +7,8 @@ import json
 import pytest
 
 from sdp.config import RoundConfig
-from sdp.round import next_round_task, plan_rounds, policy
+from sdp.round import next_round_task, plan_rounds
+from sdp.round_stages import policy
 from sdp.rundir import RunDir, atomic_replace_dir, atomic_write_jsonl, fresh_tmp_dir
 from sdp.shards import ShardPlan
 

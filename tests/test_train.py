@@ -9,7 +9,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from sdp.stages.sample import encode_prompt, render_prompt
-from sdp.stages.train import tokenize_pairs, train
+from sdp.stages.sft_set import tokenize_pairs
+from sdp.stages.train import train
 
 PAIRS = [
     {"id": f"p{i}", "prompt": f"Say {i}\n", "completion": f"I say {i}. The answer is \\boxed{{{i}}}."}
@@ -110,7 +111,7 @@ def test_job_file_round_trips_and_names_bad_fields(tmp_path):
 
 
 def test_sft_shards_load_memory_mapped_and_bad_lines_are_named(tmp_path):
-    from sdp.stages.train import load_sft
+    from sdp.stages.sft_set import load_sft
 
     shards = tmp_path / "sft"
     shards.mkdir()

@@ -20,21 +20,10 @@ from fractions import Fraction
 from typing import Any
 
 from verifiers._math_normalize import FUNCS, GREEK, ParseError, clean, mixed_numbers
+from verifiers._math_tokenize import tokenize
 
 Node = tuple[Any, ...]
-MAX_TOKENS = 400
 MAX_DEPTH = 60
-
-_CMD_ALIASES = {
-    "cdot": "*", "times": "*", "ast": "*", "div": "/", "le": "<=", "leq": "<=",
-    "leqslant": "<=", "ge": ">=", "geq": ">=", "geqslant": ">=", "lt": "<", "gt": ">",
-    "ne": "!=", "neq": "!=", "vert": "|", "lvert": "|", "rvert": "|", "mid": "|",
-    "cfrac": "frac", "infin": "infty", "infinity": "infty", "to": "=",
-}
-_TOKEN = re.compile(
-    r"(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<cmd>\\[a-zA-Z]+|\\[{}|\\])|(?P<ch>[a-zA-Z])"
-    r"|(?P<op><=|>=|!=|[-+*/^_!=<>()\[\]{},|&:])|(?P<ws>\s+)"
-)
 
 
 def parse_answer(answer: str) -> tuple[Node, dict[str, bool]]:
@@ -54,35 +43,10 @@ def parse_answer(answer: str) -> tuple[Node, dict[str, bool]]:
         if den and num < den:
             value = whole + Fraction(num, den)
             return ("num", -value if sign else value, False), flags
-    node = _Parser(_tokenize(mixed_numbers(s))).parse_top()
+    node = _Parser(tokenize(mixed_numbers(s))).parse_top()
     if flags["percent"]:
         node = ("pct", node)
     return node, flags
-
-
-def _tokenize(s: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    while pos < len(s):
-        m = _TOKEN.match(s, pos)
-        if not m:
-            raise ParseError(f"unexpected character {s[pos]!r}")
-        pos = m.end()
-        kind = m.lastgroup
-        value = m.group()
-        if kind == "ws":
-            continue
-        if kind == "cmd":
-            name = value[1:]
-            name = _CMD_ALIASES.get(name, name)
-            if name in ("*", "/", "<=", ">=", "<", ">", "!=", "|", "="):
-                kind, value = "op", name
-            else:
-                value = name
-        tokens.append((kind, value))
-        if len(tokens) > MAX_TOKENS:
-            raise ParseError("answer has too many tokens")
-    return tokens
 
 
 _ATOM_START_CMDS = FUNCS | GREEK | {

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import random
 import re
 import time
 from fractions import Fraction
@@ -21,17 +20,13 @@ from typing import Any, Mapping
 
 from verifiers._math_config import MathVerifyConfig
 from verifiers._math_extract import extract_answer, last_sentence_answer
-from verifiers._math_eval import approx, decimal_places, exact, has_decimal, symbols
+from verifiers._math_compare import _STRUCTURES, _apply_units, _Check, _Undecided
+from verifiers._math_eval import exact, symbols
 from verifiers._math_normalize import ParseError, choice_letters, clean, hedge_signal
 from verifiers._math_parse import Node, parse_answer
 from verifiers._math_sympy import SympyWorker, WorkerTimeout
 from verifiers.base import Verdict
 
-_STRUCTURES = {
-    "tuple", "set", "list", "interval", "union", "matrix", "eq", "rel", "text", "choice", "pct",
-}
-_HUNDRED: Node = ("num", Fraction(100), False)
-_FLIPPED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "!=": "!="}
 HEDGE = "several answers given where one is expected"
 TIMEOUT = "timeout: cannot verify within the time limit"
 MAX_TREE_DEPTH = 120  # far beyond any real answer; keeps every recursive walk of the tree shallow
@@ -68,16 +63,6 @@ def _parse(answer: str) -> tuple[Node, tuple[tuple[str, bool], ...]] | ParseErro
         error = "answer nested too deeply"
     # A fresh exception: a cached one would pin its traceback's frames for the cache's life.
     return ParseError(error)
-
-
-@functools.lru_cache(maxsize=4096)
-def _sample_point(name: str) -> complex:
-    # A fixed, irrational-looking positive value per symbol: equal expressions agree there.
-    return complex(random.Random(name).uniform(0.3, 1.7))
-
-
-class _Undecided(Exception):
-    """The comparison hit a size guard (recorded as the reason)."""
 
 
 class MathVerifier:
@@ -203,215 +188,3 @@ def _gold_choice(gold: str) -> str | None:
     s, _ = clean(gold)
     m = re.fullmatch(r"\(?([A-E])\)?", s.strip())
     return m.group(1) if m else None
-
-
-def _apply_units(gold: tuple, pred: tuple) -> tuple[Node, Node]:
-    (g, gflags), (p, pflags) = gold, pred
-    gf, pf = dict(gflags), dict(pflags)
-    if pf.get("cents") and gf.get("dollars") and not pf.get("dollars"):
-        p = ("/", p, _HUNDRED)
-    elif gf.get("cents") and pf.get("dollars") and not gf.get("dollars"):
-        g = ("/", g, _HUNDRED)
-    return g, p
-
-
-class _Check:
-    """One comparison, with the deadline every sympy call must respect."""
-
-    def __init__(self, verifier: MathVerifier, deadline: float):
-        self.v = verifier
-        self.deadline = deadline
-
-    def match(self, g: Node, p: Node) -> bool:
-        if g == p:
-            return True
-        gt, pt = g[0], p[0]
-        if gt == "pct" or pt == "pct":
-            gi = g[1] if gt == "pct" else g
-            pi = p[1] if pt == "pct" else p
-            if gt == pt:
-                return self.match(gi, pi)
-            # "25\%" is 0.25; a bare 25 for a percent answer dropped the unit, not the value.
-            if gt == "pct":
-                return self.match(gi, pi) or self.match(("/", gi, _HUNDRED), pi)
-            return self.match(gi, pi) or self.match(gi, ("/", pi, _HUNDRED))
-        if gt == "eq" or pt == "eq":
-            return self.equation(g, p)
-        if gt == "list" or pt == "list" or gt == "set" or pt == "set":
-            return self.collection(g, p)
-        if gt in ("tuple", "interval") or pt in ("tuple", "interval"):
-            return self.ordered(g, p)
-        if gt == "matrix" or pt == "matrix":
-            return self.matrix(g, p)
-        if gt == "union" and pt == "union":
-            return self.unordered(g[1], p[1])
-        if gt == "rel" and pt == "rel":
-            if g[1] == p[1] and self.match(g[2], p[2]) and self.match(g[3], p[3]):
-                return True
-            return _FLIPPED[g[1]] == p[1] and self.match(g[2], p[3]) and self.match(g[3], p[2])
-        if gt in _STRUCTURES or pt in _STRUCTURES:
-            return False
-        return self.scalar(g, p)
-
-    def equation(self, g: Node, p: Node) -> bool:
-        if g[0] == "eq" and p[0] == "eq":
-            if self.match(g[1], p[1]) and self.match(g[2], p[2]):
-                return True
-            if self.match(g[1], p[2]) and self.match(g[2], p[1]):
-                return True
-            if any(n[0] in _STRUCTURES for n in (g[1], g[2], p[1], p[2])):
-                return False
-            if not _maybe_proportional(("-", g[1], g[2]), ("-", p[1], p[2])):
-                return False
-            return self.ask(("proportional", (g[1], g[2]), (p[1], p[2])))
-        # "x = 3" against 3, either way round; "x + y = 5" is not the answer 5; "20 - 5 = 15"
-        # (a worked chain) states its last value
-        if p[0] == "eq":
-            return (_is_name(p[1]) or _is_arithmetic(p[1])) and self.match(g, p[2])
-        return _is_name(g[1]) and self.match(g[2], p)
-
-    def collection(self, g: Node, p: Node) -> bool:
-        gt, pt = g[0], p[0]
-        if gt == "list" and pt in ("tuple", "interval") or gt == "tuple" and pt == "list":
-            return self.ordered(g, p)
-        if gt not in ("list", "set") or pt not in ("list", "set"):
-            return False
-        if "set" in (gt, pt):  # sets ignore repeats
-            return self.covers(g[1], p[1]) and self.covers(p[1], g[1])
-        return self.unordered(g[1], p[1])
-
-    def covers(self, items: tuple, others: tuple) -> bool:
-        return all(any(self.match(a, b) for b in others) for a in items)
-
-    def unordered(self, gs: tuple, ps: tuple) -> bool:
-        if len(gs) != len(ps):
-            return False
-        left = list(ps)
-        for a in gs:
-            # equivalence is transitive, so a greedy pairing is a perfect one when any is
-            for k, b in enumerate(left):
-                if self.match(a, b):
-                    del left[k]
-                    break
-            else:
-                return False
-        return True
-
-    def ordered(self, g: Node, p: Node) -> bool:
-        if g[0] == "interval" and p[0] == "interval":
-            if (g[1], g[4]) != (p[1], p[4]):
-                return False  # open and closed ends differ: (1, 2] is not [1, 2]
-            return self.match(g[2], p[2]) and self.match(g[3], p[3])
-        gs, ps = _as_sequence(g), _as_sequence(p)
-        if gs is None or ps is None or len(gs) != len(ps):
-            return False
-        return all(self.match(a, b) for a, b in zip(gs, ps))
-
-    def matrix(self, g: Node, p: Node) -> bool:
-        if g[0] == "matrix" and p[0] == "matrix":
-            if len(g[1]) != len(p[1]) or len(g[1][0]) != len(p[1][0]):
-                return False
-            return all(self.match(a, b) for ra, rb in zip(g[1], p[1]) for a, b in zip(ra, rb))
-        return self.ordered(g, p)  # a one-row/one-column matrix is a vector
-
-    def scalar(self, g: Node, p: Node) -> bool:
-        cfg = self.v.config
-        decimal = has_decimal(g) or has_decimal(p)
-        eg, ep = exact(g), exact(p)
-        if eg is not None and ep is not None:
-            if eg == ep:
-                return True
-            places = decimal_places(g) if cfg.round_decimal_answers and has_decimal(p) else None
-            if places is not None and _places_written(p) > places:
-                return abs(eg - ep) <= Fraction(1, 2 * 10**places)  # 3.1416 rounds to the gold 3.14
-            if cfg.exact_rationals:
-                return False  # 2000000.5 is not 2000000; 0.3333333333 is not 1/3
-            return decimal and abs(eg - ep) <= cfg.rel_tol * max(abs(eg), abs(ep))
-        # A tolerance only where exact equality is impossible: a decimal for an irrational gold.
-        tol = cfg.rel_tol if decimal and (eg is None or not cfg.exact_rationals) else None
-        env = {name: _sample_point(name) for name in symbols(g) | symbols(p)}
-        fg, fp = approx(g, env), approx(p, env)
-        places = decimal_places(g) if eg is not None and not env else None
-        if places is not None and cfg.round_irrational and not has_decimal(p) and fp is not None:
-            # a decimal gold against an exact irrational answer: equal when it rounds to the gold
-            half = 0.5 * 10.0**-places
-            if abs(fp[0].imag) < 1e-12 and abs(fp[0].real - float(eg)) <= half * (1 - 1e-9):
-                return True
-        if fg is not None and fp is not None:
-            (ag, peak_g), (ap, peak_p) = fg, fp
-            diff, scale = abs(ag - ap), max(abs(ag), abs(ap))
-            noise = 1e-12 * max(peak_g, peak_p, 1.0)  # float error, cancellation included
-            if noise < 1e-3 * (tol or 1e-6) * scale:  # floats are trustworthy here
-                if tol is not None:
-                    return diff <= tol * scale
-                if diff > 1e-6 * scale:
-                    return False  # a float can refute equality; only sympy may confirm it
-            elif diff > 1e3 * noise + (tol or 1e-6) * scale:
-                return False  # different beyond any rounding the floats could have done
-        return self.ask(("equal", g, p, tol))
-
-    def ask(self, request: tuple) -> bool:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise WorkerTimeout()
-        try:
-            reply, startup_wait = self.v._sympy().call(request, remaining)
-        except RuntimeError:  # the child died under us (killed, out of memory): one retry
-            try:
-                reply, startup_wait = self.v._sympy().call(request, remaining)
-            except RuntimeError as exc:
-                raise _Undecided(f"symbolic worker failed: {exc}") from exc
-        self.deadline += startup_wait  # a fresh child's start-up is not this check's time
-        if isinstance(reply, tuple):
-            if reply[0] == "too_large":
-                raise _Undecided(f"answer too large to compare ({reply[1]})")
-            return False  # ("error", ...): sympy could not build or compare it
-        return bool(reply)
-
-
-def _is_name(node: Node) -> bool:
-    """A variable or a name made of letters: x, a_1, AB, f(x) (read as f*x)."""
-    if node[0] == "sym":
-        return True
-    return node[0] == "*" and _is_name(node[1]) and _is_name(node[2])
-
-
-def _places_written(node: Any) -> int:
-    """The most digits after a decimal point in any literal of ``node``."""
-    if not isinstance(node, tuple):
-        return 0
-    if node and node[0] == "num":
-        return int(node[2])
-    return max((_places_written(c) for c in node), default=0)
-
-
-def _is_arithmetic(node: Node) -> bool:
-    """A symbol-free computation such as ``20 - 5`` (not a structure)."""
-    return node[0] not in _STRUCTURES and not symbols(node)
-
-
-def _maybe_proportional(e1: Node, e2: Node) -> bool:
-    """False when two sample points show ``e1/e2`` is not constant (floats only refute)."""
-    names = symbols(e1) | symbols(e2)
-    ratios = []
-    for salt in ("", "'"):
-        env = {name: _sample_point(name + salt) for name in names}
-        fa, fb = approx(e1, env), approx(e2, env)
-        if fa is None or fb is None or abs(fb[0]) < 1e-9 * max(fb[1], 1.0):
-            return True
-        if abs(fa[0]) < 1e-9 * max(fa[1], 1.0):
-            return True  # cancelled to (nearly) nothing: let sympy decide
-        ratios.append(fa[0] / fb[0])
-    return abs(ratios[0] - ratios[1]) <= 1e-6 * max(abs(ratios[0]), abs(ratios[1]), 1e-12)
-
-
-def _as_sequence(node: Node) -> tuple | None:
-    """The items of a tuple, a bare list, an open interval (same notation) or a vector."""
-    tag = node[0]
-    if tag in ("tuple", "list"):
-        return node[1]
-    if tag == "interval" and not node[1] and not node[4]:
-        return (node[2], node[3])
-    if tag == "matrix" and (len(node[1]) == 1 or len(node[1][0]) == 1):
-        return tuple(x for row in node[1] for x in row)
-    return None
