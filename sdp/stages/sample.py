@@ -52,13 +52,13 @@ def problem_seed(seed: int, *parts: str) -> int:
     return int.from_bytes(digest[:4], "little") % (2**31 - 2**16)
 
 
-def _records(problem: Mapping, outputs: Sequence[tuple[str, int, str | None]]) -> list[dict]:
+def _records(problem: Mapping, outputs: Sequence[tuple[str, int, str | None]], first: int = 0) -> list[dict]:
     return [
         {
             "id": problem["id"],
             "domain": problem.get("domain"),
             "completion": text,
-            "sample_index": i,
+            "sample_index": first + i,
             "completion_tokens": ntok,
             "finish_reason": finish,
         }
@@ -76,11 +76,15 @@ def stream_vllm(
     window: int = 2,
     progress: bool = True,
     template: PromptTemplate = DEFAULT_TEMPLATE,
+    draws: Mapping[str, tuple[int, int]] | None = None,
 ) -> Iterator[tuple[K, list[dict]]]:
     """Yield (key, records) for each batch of problems as soon as all its requests are finished.
 
     At most `window` batches are queued in the engine at once; the next is queued as soon as one
     finishes, so the engine stays busy across batch boundaries while memory stays bounded.
+    `draws` (problem id -> (first, count), the adaptive budget's waves) asks for `count` samples
+    numbered from `first`, seeded `problem seed + first`: since vLLM seeds the i-th of n samples
+    `seed + i`, sample j of a problem is the same whichever wave draws it.
     """
     from tqdm.auto import tqdm
     from vllm import SamplingParams
@@ -105,7 +109,13 @@ def stream_vllm(
             TokensPrompt(prompt_token_ids=encode_prompt(tokenizer, render_prompt(tokenizer, p, template), template))
             for p in problems
         ]
-        per_prompt = [SamplingParams(**params, seed=problem_seed(base_seed, seed_tag, p["id"])) for p in problems]
+        per_prompt = [
+            SamplingParams(**{**params, "n": draws[p["id"]][1]}, seed=problem_seed(base_seed, seed_tag, p["id"])
+                           + draws[p["id"]][0])
+            if draws is not None
+            else SamplingParams(**params, seed=problem_seed(base_seed, seed_tag, p["id"]))
+            for p in problems
+        ]
         ids = llm.enqueue(prompts, per_prompt, use_tqdm=False)
         open_[key], left[key] = (problems, [None] * len(problems)), len(problems)
         # enqueue() returns the engine's ids ("<id>-<suffix>"); outputs carry the request's own "<id>".
@@ -125,7 +135,7 @@ def stream_vllm(
                 key, i = owner.pop(str(out.request_id))
                 problems, outputs = open_[key]
                 outputs[i] = out
-                bar.update(n)
+                bar.update(len(out.outputs) if draws is not None else n)
                 left[key] -= 1
                 if left[key]:
                     continue
@@ -134,7 +144,10 @@ def stream_vllm(
                 records: list[dict] = []
                 for problem, result in zip(problems, outputs, strict=True):
                     cands = sorted(result.outputs, key=lambda o: o.index)
-                    records.extend(_records(problem, [(o.text, len(o.token_ids), o.finish_reason) for o in cands]))
+                    first = draws[problem["id"]][0] if draws is not None else 0
+                    records.extend(
+                        _records(problem, [(o.text, len(o.token_ids), o.finish_reason) for o in cands], first)
+                    )
                 yield key, records
     finally:
         bar.close()
@@ -200,15 +213,19 @@ class HFSampler:
         else:
             self.gen_kwargs["do_sample"] = False
 
-    def sample(self, problem: Mapping[str, Any]) -> list[dict]:
+    def sample(self, problem: Mapping[str, Any], draw: tuple[int, int] | None = None) -> list[dict]:
+        """The problem's n samples, or with `draw` = (first, count) `count` samples numbered from `first`."""
         import torch
 
         tokenizer = self.tokenizer
         ids = encode_prompt(tokenizer, render_prompt(tokenizer, problem, self.template), self.template)
-        torch.manual_seed(problem_seed(self.base_seed, self.seed_tag, problem["id"]))
+        first, kwargs = 0, self.gen_kwargs
+        if draw is not None:
+            first, kwargs = draw[0], {**self.gen_kwargs, "num_return_sequences": draw[1]}
+        torch.manual_seed(problem_seed(self.base_seed, self.seed_tag, problem["id"]) + first)
         with torch.no_grad():
             out = self.model.generate(
-                torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **self.gen_kwargs
+                torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **kwargs
             )
         cands = []
         for row in out[:, len(ids) :].tolist():
@@ -220,7 +237,7 @@ class HFSampler:
                 if stop in text:
                     text, finish = text[: text.index(stop)], "stop"
             cands.append((text, len(row), finish))
-        return _records(problem, cands)
+        return _records(problem, cands, first)
 
 
 def sample_hf(
@@ -247,6 +264,8 @@ class SampleTask:
     sampling: dict = field(default_factory=dict, metadata={"help": "vllm.SamplingParams keyword arguments."})
     seed_tag: str = field(default="", metadata={"help": "Part of every per-problem seed (e.g. 'train-2', 'eval')."})
     template: dict = field(default_factory=dict, metadata={"help": "PromptTemplate fields (empty: the default)."})
+    budget: dict = field(default_factory=dict, metadata={"help": "sdp.stages.budget.BudgetSpec fields: sample in "
+                         "verified waves (adaptive budget, rationalization); empty: n per problem, unverified."})
 
     @property
     def prompt_template(self) -> PromptTemplate:
@@ -327,6 +346,15 @@ def run_job(job: SampleJob) -> int:
     written = 0
     for task, shards in pending:
         start = time.perf_counter()
+        if task.budget and shards:
+            from sdp.stages.budget import BudgetSpec, run_budget
+
+            plan = ShardPlan.load(task.shards)
+            assert plan is not None
+            run_budget(engine, plan, task, BudgetSpec.from_dict(task.budget), job.seed, window=job.window,
+                       progress=job.progress)
+            written += len(shards)
+            continue
         for shard in sample_shards(
             engine, shards, task.sampling, job.seed, seed_tag=task.seed_tag, window=job.window, progress=job.progress,
             template=task.prompt_template,

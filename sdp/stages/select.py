@@ -11,6 +11,12 @@ Rules, per problem, in sample order:
 
 Each problem's solve rate is its share of verified samples among all its samples.
 `Selector` applies the rules record by record (the round streams verdict shards through it).
+
+Rationalized samples (`rationalized: true`, drawn with a hint, `sdp.stages.rationalize`) follow
+the same rules against the same per-problem duplicates and cap, but are counted apart
+(`rationalized_*` counts, present only when there are any) and never enter the solve rates,
+which measure the model without hints. `rationalized_limit` caps how many are kept in all: the
+first ones in stream order (shard, then problem order of the seeded subset).
 """
 
 from __future__ import annotations
@@ -29,8 +35,12 @@ def dedupe_key(completion: str) -> str:
     return _WS.sub(" ", completion.strip())
 
 
-def _digest(completion: str) -> bytes:
+def completion_digest(completion: str) -> bytes:
+    """16-byte hash of `dedupe_key(completion)`: equal for duplicate completions."""
     return hashlib.blake2b(dedupe_key(completion).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+_digest = completion_digest
 
 
 class Selector:
@@ -42,10 +52,13 @@ class Selector:
     dropped when the next problem starts and memory does not grow with the samples.
     """
 
-    def __init__(self, max_per_problem: int, *, grouped: bool = False) -> None:
+    def __init__(self, max_per_problem: int, *, grouped: bool = False, rationalized_limit: int | None = None) -> None:
         if max_per_problem < 1:
             raise ValueError(f"max_per_problem must be >= 1, got {max_per_problem}")
         self.max_per_problem, self.grouped = max_per_problem, grouped
+        self.rationalized_limit = rationalized_limit
+        self.rationalized: dict[str, int] = {}
+        self._rationalized_problems: set[str] = set()
         self._seen: dict[str, set[bytes]] = {}
         self._current: str | None = None
         self._tally: dict[str, list[int]] = {}  # id -> [verified, samples]
@@ -59,6 +72,8 @@ class Selector:
                 raise ValueError(f"samples of problem {pid!r} are not contiguous (grouped selection)")
             self._seen.clear()
             self._current = pid
+        if record.get("rationalized"):
+            return self._add_rationalized(pid, record)
         tally = self._tally.setdefault(pid, [0, 0])
         tally[1] += 1
         self.counts["samples"] += 1
@@ -83,6 +98,30 @@ class Selector:
         self.counts["kept"] += 1
         return True
 
+    def _add_rationalized(self, pid: str, record: Mapping[str, Any]) -> bool:
+        counts = self.rationalized
+        if not counts:
+            counts.update(dict.fromkeys(("samples", "ok", "duplicates", "capped", "over_share", "kept"), 0))
+        counts["samples"] += 1
+        if record["verdict"]["ok"] is not True:
+            return False
+        counts["ok"] += 1
+        seen = self._seen.setdefault(pid, set())
+        key = completion_digest(record["completion"])
+        if key in seen:
+            counts["duplicates"] += 1
+            return False
+        if len(seen) >= self.max_per_problem:
+            counts["capped"] += 1
+            return False
+        if self.rationalized_limit is not None and counts["kept"] >= self.rationalized_limit:
+            counts["over_share"] += 1
+            return False
+        seen.add(key)
+        counts["kept"] += 1
+        self._rationalized_problems.add(pid)
+        return True
+
     @property
     def solve_rates(self) -> dict[str, float]:
         """Each problem's share of verified samples among its samples."""
@@ -96,7 +135,11 @@ class Selector:
 
     def summary(self) -> dict[str, int]:
         rates = self.solve_rates
-        return {**self.counts, "problems": len(rates), "problems_solved": sum(1 for r in rates.values() if r > 0)}
+        out = {**self.counts, "problems": len(rates), "problems_solved": sum(1 for r in rates.values() if r > 0)}
+        if self.rationalized:
+            out.update({f"rationalized_{k}": v for k, v in self.rationalized.items()})
+            out["problems_rationalized"] = len(self._rationalized_problems)
+        return out
 
 
 @dataclass
