@@ -22,6 +22,9 @@ import yaml
 # Dict fields: typed `dict | str | None` so HfArgumentParser accepts a string on the
 # command line (it keeps `str` for such unions), which `parse_config` then merges.
 DICT_FIELDS = ("engine_args", "vllm_env", "sampling", "eval_sampling", "sft", "lora", "kd", "quantize")
+BUDGET_FIELDS = ("sampling_budget", "wave_n", "max_n", "budget_samples", "budget_tokens", "rationalize",
+                 "rationalize_template", "rationalize_n", "rationalize_reserve", "max_rationalized_share",
+                 "pass_rate_filter")
 
 
 def _dict(name: str, **kwargs: Any) -> Any:
@@ -133,6 +136,29 @@ class RoundConfig:
     max_per_problem: int = field(
         default=1, metadata={"help": "Cap on distinct verified traces kept per problem (ReST-EM)."}
     )
+    # -- where sampling is spent (docs/sampling.md; sdp.stages.budget)
+    sampling_budget: Literal["fixed", "adaptive"] = field(default="fixed", metadata={"help": "fixed: sampling.n "
+        "per problem. adaptive: verified waves of wave_n per problem, a problem stops at max_per_problem distinct "
+        "verified traces or max_n samples, the rest of the budget goes to the unsolved ones."})
+    wave_n: int = field(default=4, metadata={"help": "adaptive: samples per active problem per wave."})
+    max_n: int = field(default=32, metadata={"help": "adaptive: most samples one problem may get in a round."})
+    budget_samples: int | None = field(default=None, metadata={"help": "adaptive: samples per round (None: "
+                                       "sampling.n x the round's problems)."})
+    budget_tokens: int | None = field(default=None, metadata={"help": "adaptive: sampled tokens per round, never "
+                                      "exceeded (a wave draws at most tokens left // sampling.max_tokens; None: "
+                                      "no token cap)."})
+    rationalize: bool = field(default=False, metadata={"help": "STaR rationalization: unsolved problems with a gold "
+        "answer are sampled again with a hint, verified against the original problem, kept with the hint-free prompt."})
+    rationalize_template: str = field(default="{prompt}\n(Hint: the final answer is {answer}.)", metadata={
+        "help": "The hint prompt: {prompt} and {answer} (the gold), each once."})
+    rationalize_n: int | None = field(default=None, metadata={"help": "Hint samples per unsolved problem (None: "
+                                      "wave_n when adaptive, sampling.n when fixed)."})
+    rationalize_reserve: float = field(default=0.1, metadata={"help": "adaptive + rationalize: share of the budgets "
+                                       "held back from the waves for the hint pass."})
+    max_rationalized_share: float | None = field(default=None, metadata={"help": "Cap of rationalized traces' share "
+                                                 "of the SFT set (None: no cap); the first ones in shard order."})
+    pass_rate_filter: list[float] | None = field(default=None, metadata={"help": "[low, high]: from round 2, skip "
+        "problems whose previous-round solve rate is outside the band (edges inclusive; unseen problems are kept)."})
     init_from: Literal["base", "previous"] = field(
         default="previous",
         metadata={
@@ -221,6 +247,42 @@ class RoundConfig:
         n = int((self.eval_sampling or {}).get("n", 1))
         if self.eval_k is not None and not 1 <= self.eval_k <= n:
             raise ValueError(f"eval_k={self.eval_k} must be between 1 and eval_sampling.n={n}")
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """Validate the sampling-budget fields (docs/sampling.md), naming the field."""
+        from sdp.stages.rationalize import check_template
+
+        if self.sampling_budget not in ("fixed", "adaptive"):
+            raise ValueError(f"sampling_budget must be 'fixed' or 'adaptive', got {self.sampling_budget!r}")
+        if self.wave_n < 1 or self.max_n < self.wave_n:
+            raise ValueError(f"wave_n must be >= 1 and max_n >= wave_n, got wave_n={self.wave_n}, max_n={self.max_n}")
+        for name in ("budget_samples", "budget_tokens", "rationalize_n"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or null, got {value}")
+        if not 0 <= self.rationalize_reserve < 1:
+            raise ValueError(f"rationalize_reserve must be in [0, 1), got {self.rationalize_reserve}")
+        share = self.max_rationalized_share
+        if share is not None and not 0 <= share <= 1:
+            raise ValueError(f"max_rationalized_share must be in [0, 1] or null, got {share}")
+        try:
+            check_template(self.rationalize_template)
+        except ValueError as exc:
+            raise ValueError(f"rationalize_template: {exc}") from None
+        band = self.pass_rate_filter
+        if band is not None:
+            if len(band) != 2 or not 0 <= band[0] <= band[1] <= 1:
+                raise ValueError(f"pass_rate_filter must be [low, high] with 0 <= low <= high <= 1, got {band}")
+            self.pass_rate_filter = [float(band[0]), float(band[1])]
+        if self.sampler_verifies and self.executor == "ray":
+            raise ValueError("sampling_budget adaptive and rationalize run in the local sampler; executor ray "
+                             "does not support them yet")
+
+    @property
+    def sampler_verifies(self) -> bool:
+        """Whether the sampler verifies as it samples (adaptive waves or the hint pass need the verdicts)."""
+        return self.sampling_budget == "adaptive" or self.rationalize
 
     @property
     def template(self) -> Any:
@@ -299,4 +361,11 @@ def config_fingerprint(cfg: RoundConfig) -> str:
     for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers", "overlap_verify",
                 "report_to", "executor", "ray_address", "replicas"):
         data.pop(key, None)
+    # Fields added after runs existed leave a run's fingerprint as it was while they are at their defaults.
+    defaults = RoundConfig.__dataclass_fields__
+    for key in BUDGET_FIELDS:
+        f = defaults[key]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if data.get(key) == default:
+            data.pop(key, None)
     return json.dumps(data, sort_keys=True)

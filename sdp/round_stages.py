@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from sdp.config import RoundConfig
 from sdp.jsonl import JsonlWriter, count_lines, iter_jsonl
 from sdp.launch.process import pause_point, run_stage_while
+from sdp.round_budget import apply_pass_rate_filter, budget_metrics, budget_spec, budget_summary
 from sdp.rundir import RunDir, atomic_write_json
 from sdp.shards import ShardPlan, plan_shards
 from sdp.sources.problems import subset
@@ -76,13 +77,15 @@ def policy(run: RunDir, cfg: RoundConfig, k: int) -> str:
 
 
 def train_shards(run: RunDir, cfg: RoundConfig, k: int, train_all: list[dict]) -> ShardPlan:
-    """Round k's training problems (a fresh seeded subset), cut into shards in the round directory."""
+    """Round k's training problems (a fresh seeded subset, minus the pass-rate filter's skips), in shards."""
     problems = subset(train_all, cfg.max_train_problems, seed=cfg.seed * 1000 + k)
+    problems = apply_pass_rate_filter(cfg, k, problems, run.round_dir(k), run.round_dir(k - 1))
     return plan_shards(problems, run.round_dir(k), cfg.shard_size)
 
 
 def sampling_task(cfg: RoundConfig, plan: ShardPlan, k: int) -> SampleTask:
-    return SampleTask(str(plan.root), dict(cfg.sampling or {}), f"train-{k}", cfg.template_fields())
+    return SampleTask(str(plan.root), dict(cfg.sampling or {}), f"train-{k}", cfg.template_fields(),
+                      budget_spec(cfg, plan.problems))
 
 
 def evaluate_stage(
@@ -110,7 +113,9 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
     """The sample and verify stages of round k: finished shards are verified while later ones are drawn.
 
     Shards sampled earlier (by a killed run, or by round k-1's evaluation on the same model) are
-    kept; only the others are drawn, and the sampler is not started when there are none.
+    kept; only the others are drawn, and the sampler is not started when there are none. With an
+    adaptive budget or rationalization the sampler verifies its own waves (`sdp.stages.budget`), so
+    the verify stage finds every verdicts file written and only counts them.
     """
     rdir = run.round_dir(k)
     verify_seconds, verified = 0.0, 0
@@ -140,7 +145,7 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
                     backend=cfg.backend,
                     progress=cfg.progress,
                 )
-                work = verify_next if cfg.overlap_verify else (lambda: False)
+                work = verify_next if cfg.overlap_verify and not cfg.sampler_verifies else (lambda: False)
                 if cfg.executor == "ray":
                     from sdp.launch.ray_executor import sample_on_ray
 
@@ -159,6 +164,13 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
                 "sampler_model": sampler,
                 "prefetched": not pending,
             }
+            budget = budget_summary(plan.root) if cfg.sampler_verifies else None
+            if budget is not None:
+                info["budget"] = budget
+                how += (f"; {budget['waves']} waves, {budget['sampled_tokens']} tokens, "
+                        f"{budget['stopped_early']} problems stopped early")
+                if "rationalize" in budget:
+                    how += f", {budget['rationalize']['ok']} verified with a hint"
             return info, f"{plan.problems} problems -> {n} samples in {plan.count} shards ({how})"
 
         def verify() -> tuple[dict, str]:
@@ -172,6 +184,8 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
                 pass
             counts = summarize(plan.iter_records("verdicts"))
             info = {**counts, "verify_seconds": round(verify_seconds, 3)}
+            if cfg.sampler_verifies:
+                info["verified_by"] = "sampler"
             return info, (
                 f"{counts['total']} samples: {counts['ok']} ok, {counts['wrong']} wrong, "
                 f"{counts['unverifiable']} unverifiable"
@@ -196,7 +210,7 @@ def select_stage(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan) -> dict
         template = cfg.template
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
         rdir = run.round_dir(k)
-        selector = Selector(cfg.max_per_problem, grouped=True)
+        selector = Selector(cfg.max_per_problem, grouped=True, rationalized_limit=rationalized_cap(cfg, plan))
         with JsonlWriter(rdir / "sft.jsonl") as out:
             for shard in plan.shards:
                 problems = shard.load_problems()
@@ -206,13 +220,30 @@ def select_stage(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan) -> dict
         atomic_write_json(rdir / "solve_rates.json", selector.solve_rates)
         c = selector.summary()
         info = {**c, "train_pass_rate": round(selector.train_pass_rate, 6)}
+        hinted = (f"; + {c['rationalized_kept']} rationalized ({c['problems_rationalized']} problems, "
+                  f"{c['rationalized_over_share']} over the share cap)") if "rationalized_kept" in c else ""
         return (
             info,
             f"kept {c['kept']} of {c['ok']} verified ({c['duplicates']} duplicates, {c['capped']} over cap, "
-            f"{c['unverifiable']} unverifiable dropped); {c['problems_solved']}/{c['problems']} problems solved",
+            f"{c['unverifiable']} unverifiable dropped); {c['problems_solved']}/{c['problems']} problems solved"
+            + hinted,
         )
 
     return run_stage_once(run, k, "select", fn)
+
+
+def rationalized_cap(cfg: RoundConfig, plan: ShardPlan) -> int | None:
+    """How many rationalized traces `max_rationalized_share` allows, from a first pass counting the others."""
+    from sdp.stages.rationalize import rationalized_limit
+
+    share = cfg.max_rationalized_share
+    if not cfg.rationalize or share is None or share >= 1:
+        return None
+    plain = Selector(cfg.max_per_problem, grouped=True)
+    for record in plan.iter_records("verdicts"):
+        if not record.get("rationalized"):
+            plain.add(record)
+    return rationalized_limit(plain.counts["kept"], share)
 
 
 def train_stage(run: RunDir, cfg: RoundConfig, k: int) -> dict:
@@ -282,6 +313,7 @@ def round_metrics(run: RunDir, cfg: RoundConfig, k: int, infos: dict[str, dict])
         "timings": {name: infos[name]["seconds"] for name in TRAIN_STAGES},
         "peak_rss_mb": max(info["peak_rss_mb"] for info in infos.values()),
         **contamination_counts(run),
+        **budget_metrics(run.round_dir(k), infos),
     }
 
 
