@@ -4,7 +4,6 @@ filter's band edges, the budget config fields, and one adaptive + rationalize ro
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
