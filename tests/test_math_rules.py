@@ -124,6 +124,11 @@ def test_cut_off_completion_gets_no_last_sentence_answer():
         ("He has 15 marbles.", True, None),
         ("So he has 15 marbles.", True, "15"),
         ("So he has 15 marbles.\nThanks for reading!", False, "15"),
+        # Real endings of the default's round-1 candidates, once accepted through this rule:
+        ("17-7=boxed{7}", False, None),  # a box begun without its backslash: a failed statement
+        ("4-1=3. 3+2=5. \\boxed", False, None),  # a box never filled
+        ("9-3=6. 6-3=3. 3-2=1{3=1}", False, None),  # debris after the number
+        ("Put the answer in \\boxed{}. 3+4=7. So it is 7.", False, "7"),  # an earlier echoed box
     ],
 )
 def test_last_sentence_table(text: str, need_cue: bool, answer: str | None):

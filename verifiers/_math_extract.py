@@ -23,6 +23,7 @@ _TAIL = 4000  # markers, #### lines and sentences are looked for this far back
 _MAX_GROUP = 20  # boxes joined into one statement
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _BOX_START = re.compile(r"\\(?:boxed|fbox)")
+_BOX_WORD = re.compile(r"boxed|fbox", re.IGNORECASE)  # with or without its backslash
 _BARE_ARG = re.compile(r"\s*([^\s$]+)")
 _BRACES = re.compile(r"\\.|[{}]", re.DOTALL)
 # No two adjacent quantifiers over the same characters: model output must not backtrack.
@@ -219,16 +220,22 @@ def last_sentence_answer(text: str, *, need_cue: bool = False) -> str | None:
     """
     text = text[-_TAIL:].replace("**", "")
     sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
-    for sentence in reversed(sentences[-3:]):
+    for back, sentence in enumerate(reversed(sentences[-3:])):
         if not re.search(r"\d", sentence):
             continue
         if need_cue and not _CUE.search(sentence):
+            return None
+        if any(_BOX_WORD.search(s) for s in sentences[len(sentences) - 1 - back :]):
+            # A box the model began at the end and did not finish ("= boxed{7}", a bare "\boxed"):
+            # its final-answer statement failed, and the sentence before it is not one.
             return None
         sentence = _NEGATED.sub("", sentence.strip().rstrip(".!?"))
         clauses = [c for c in _CLAUSE_SPLIT.split(sentence) if re.search(r"\d", c)]
         if not clauses:
             return None
         value = clauses[-1].rsplit("=", 1)[-1]
+        if "{" in value or "}" in value:
+            return None  # "3-2=1{3=1}": braces in a plain ending are debris, not a stated number
         numbers = {n.group().replace("\\$", "").replace("$", "") for n in _NUMBER.finditer(value)}
         if len(numbers) != 1 or re.search(r"\d\s*[-+*/\u00d7^]\s*[\d(]|[-+*/=^(]\s*$", value):
             return None
