@@ -1,10 +1,11 @@
-"""The train stage under `accelerate launch`: 2 CPU processes (gloo) against one, KD included."""
+"""The train stage under `accelerate launch`: 2 CPU processes (gloo) against one, KD and hidden-state KD included."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,57 @@ def test_two_gloo_processes_match_one_and_the_checkpoint_loads_in_vllm(tiny_mode
     assert result.returncode == 0, result.stderr[-3000:]
     tokens = [int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("TOKENS ")]
     assert tokens and 1 <= tokens[0] <= 8
+
+
+def _wider_teacher(tiny_model: Path, out: Path) -> Path:
+    """A teacher wider and deeper than the tiny student, on its tokenizer (hidden-state KD needs a gap)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    torch.manual_seed(3)
+    LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=3,
+        num_key_value_heads=1, max_position_embeddings=128, eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, tie_word_embeddings=True,
+    )).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_hidden_projections_like_one(tiny_model, tmp_path):
+    """kd.hidden under the multi-process launcher: DDP averages the projections' gradients, so two
+    ranks of half the batch end where one process does, and one projections file is written."""
+    import torch
+
+    from sdp.distill.hidden import PROJECTIONS_FILE, HiddenProjections
+
+    teacher = _wider_teacher(tiny_model, tmp_path / "teacher")
+    kd = {"alpha": 0.5, "temperature": 2.0, "teacher_model": str(teacher),
+          "hidden": {"weight": 1.0, "layers": "auto", "loss": "mse"}}
+    one = tmp_path / "one"
+    one.mkdir()
+    job = _job(one, tiny_model, per_device=GLOBAL_BATCH)
+    single = train(replace(job, kd=kd))
+    two = tmp_path / "two"
+    two.mkdir()
+    job = _job(two, tiny_model, per_device=GLOBAL_BATCH // 2, launcher="accelerate", num_processes=2,
+               accelerate_config=str(REPO / "configs/accelerate/multi_cpu.yaml"))
+    double = run_train(replace(job, kd=kd), two / "train.job.json")
+
+    assert double["processes"] == 2 and single["steps"] == double["steps"]
+    assert double["final_loss"] == pytest.approx(single["final_loss"], rel=1e-3)
+    p1 = torch.load(one / PROJECTIONS_FILE, weights_only=True)
+    p2 = torch.load(two / PROJECTIONS_FILE, weights_only=True)
+    assert p1["layer_map"] == p2["layer_map"] == [[0, 0], [1, 2], [2, 3]]
+    # The projections' initial weights (seeded by the job's seed, as the trainer does), to measure how far they moved
+    torch.manual_seed(job.seed)
+    init = HiddenProjections(tuple(map(tuple, p1["layer_map"])), p1["student_hidden"], p1["teacher_hidden"]).state_dict()
+    for key, w1 in p1["state_dict"].items():
+        moved = (w1 - init[key]).norm().item()
+        assert moved > 0, key  # they trained
+        assert (w1 - p2["state_dict"][key]).norm().item() <= 0.05 * moved, key
+    # Only the main process wrote: no stray copies of the projections or scratch directories
+    assert sorted(p.name for p in two.rglob(PROJECTIONS_FILE)) == [PROJECTIONS_FILE]
+    assert sorted(p.name for p in two.iterdir() if p.name.startswith(".")) == []
