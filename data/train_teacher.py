@@ -71,6 +71,70 @@ def big_model(student: Path, hidden: int, layers: int):
     return LlamaForCausalLM(config)
 
 
+def _layer_slots(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher layer index of each student layer, spread evenly (first to first, last to last)."""
+    if student_layers == 1:
+        return [0]
+    return [round(i * (teacher_layers - 1) / (student_layers - 1)) for i in range(student_layers)]
+
+
+def grow_model(student: Path, hidden: int, layers: int):
+    """`big_model`'s teacher, initialised so that it computes exactly the student's function (Net2Net-style).
+
+    The student's weights fill the top-left block of every matrix; the extra hidden dimensions of the
+    residual stream start at zero and stay zero at first because nothing writes to them (the rows of
+    o_proj and down_proj for those dimensions are zero); new heads and MLP units read the stream but
+    write nothing (their columns of o_proj / down_proj are zero); new layers are inserted as identities
+    (o_proj = down_proj = 0). RMSNorm weights are scaled by sqrt(h/H) since the norm now averages over H
+    dimensions of which H-h are zero. Everything else keeps `big_model`'s random initialisation, so
+    training can use the extra capacity. Equal to the student up to rounding and RMSNorm's eps.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    small = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32)
+    big = big_model(student, hidden, layers)
+    sc, bc = small.config, big.config
+    h, d = sc.hidden_size, sc.hidden_size // sc.num_attention_heads
+    inter = sc.intermediate_size
+    if sc.num_key_value_heads != sc.num_attention_heads:
+        raise ValueError(f"{student}: growing needs a student without grouped-query attention")
+    if hidden < h or layers < sc.num_hidden_layers or bc.intermediate_size < inter:
+        raise ValueError(f"--hidden {hidden} / --layers {layers} must not be smaller than the student's {h} / "
+                         f"{sc.num_hidden_layers}")
+    norm_scale = (h / hidden) ** 0.5
+    s_state = small.state_dict()
+    slots = _layer_slots(sc.num_hidden_layers, layers)
+    with torch.no_grad():
+        emb = big.model.embed_tokens.weight
+        emb[:, :h] = s_state["model.embed_tokens.weight"]
+        emb[:, h:] = 0
+        if not bc.tie_word_embeddings:
+            big.lm_head.weight[:, :h] = s_state["lm_head.weight"]
+            big.lm_head.weight[:, h:] = 0
+        big.model.norm.weight.copy_(norm_scale)
+        big.model.norm.weight[:h] = s_state["model.norm.weight"] * norm_scale
+        for j, layer in enumerate(big.model.layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            attn.o_proj.weight.zero_()
+            mlp.down_proj.weight.zero_()
+            for norm in (layer.input_layernorm, layer.post_attention_layernorm):
+                norm.weight.fill_(norm_scale)
+            if j not in slots:
+                continue  # a new layer: an identity (its residual writes are zero)
+            pre = f"model.layers.{slots.index(j)}."
+            for name in ("q_proj", "k_proj", "v_proj"):
+                getattr(attn, name).weight[: s_state[pre + f"self_attn.{name}.weight"].shape[0], :h] = (
+                    s_state[pre + f"self_attn.{name}.weight"])
+            attn.o_proj.weight[:h, : sc.num_attention_heads * d] = s_state[pre + "self_attn.o_proj.weight"]
+            for name in ("gate_proj", "up_proj"):
+                getattr(mlp, name).weight[:inter, :h] = s_state[pre + f"mlp.{name}.weight"]
+            mlp.down_proj.weight[:h, :inter] = s_state[pre + "mlp.down_proj.weight"]
+            layer.input_layernorm.weight[:h] = s_state[pre + "input_layernorm.weight"] * norm_scale
+            layer.post_attention_layernorm.weight[:h] = s_state[pre + "post_attention_layernorm.weight"] * norm_scale
+    return big
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["same", "big"], default="same",
@@ -85,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=192, help="--size big: hidden size (student: 128)")
     parser.add_argument("--layers", type=int, default=6, help="--size big: decoder layers (student: 4)")
     parser.add_argument("--warmup-steps", type=int, default=10)
+    parser.add_argument("--init", choices=["grow", "scratch"], default="grow",
+                        help="--size big: grow the student into the bigger shape (starts as the student's "
+                        "function, see grow_model) or a random initialisation")
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = DATA_DIR / ("teacher" if args.size == "same" else "teacher-big")
@@ -105,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.size == "same":
         model = AutoModelForCausalLM.from_pretrained(args.student, dtype=torch.float32)
+    elif args.init == "grow":
+        model = grow_model(args.student, args.hidden, args.layers)
     else:
         model = big_model(args.student, args.hidden, args.layers)
     logger.info("teacher: %.2fM parameters", model.num_parameters() / 1e6)
