@@ -1,6 +1,6 @@
 """Teacher -> student on the embedded default: self-distillation vs hard labels vs + soft labels vs + hidden states.
 
-    python -m data.train_teacher --size big                  # once: data/teacher-big/ (wider, deeper)
+    python -m data.train_teacher --size big --epochs 3 --lr 3e-3 --warmup-steps 30   # once: data/teacher-big/
     python -m experiments.teacher_student --seeds 0 1 2
 
 Four one-round runs of `python -m sdp.round` per seed, identical except for who samples and the loss:
@@ -13,7 +13,7 @@ Four one-round runs of `python -m sdp.round` per seed, identical except for who 
 Every run starts from the student's base (`init_from: base`) with the same SFT budget (optimizer
 steps x batch, whatever the number of kept traces) and is scored on the same held-out problems
 with the same sampling. The teacher (default data/teacher-big, wider and deeper than the student)
-is trained by `python -m data.train_teacher --size big` first when `--teacher` does not exist.
+is trained by that command first when `--teacher` does not exist.
 Prints one table: held-out pass@1 / pass@k of the student after each arm (mean +- sd over seeds),
 the student's base and the teacher for reference, and both models' parameter counts and vLLM
 sampling speed (generated tokens per second, same prompts and settings).
@@ -171,8 +171,10 @@ def main(argv: list[str] | None = None) -> None:
         from data.train_teacher import main as train_teacher
 
         logger.info("no teacher at %s: training it", args.teacher)
-        logger.info("(python -m data.train_teacher --size big --out %s)", args.teacher)
-        train_teacher(["--size", "big", "--out", str(args.teacher), "--student", str(args.student)])
+        cli = ["--size", "big", "--epochs", "3", "--lr", "3e-3", "--warmup-steps", "30",
+               "--out", str(args.teacher), "--student", str(args.student)]
+        logger.info("(python -m data.train_teacher %s)", " ".join(cli))
+        train_teacher(cli)
 
     rows: dict[str, dict[str, list[float]]] = {}
     for seed in args.seeds:
