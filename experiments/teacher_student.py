@@ -91,14 +91,20 @@ def sampling_speed(args: argparse.Namespace, models: dict[str, Path], prompts: l
     change between the two models; the repeats show how much.
     """
     import gc
+    import os
     import time
 
-    from vllm import SamplingParams
-
     from sdp.config import parse_config
-    from sdp.stages.sample import build_llm
 
     cfg = parse_config(round_args(args, "speed", 0, False, False))
+    # The engines run in this process, so it needs the environment the round gives its sampler
+    # processes (on CPU: the KV cache size, the in-process engine core)
+    for key, value in (cfg.vllm_env or {}).items():
+        os.environ.setdefault(key, str(value))
+    from vllm import SamplingParams
+
+    from sdp.stages.sample import build_llm
+
     params = SamplingParams(n=args.eval_n, temperature=1.0, max_tokens=160, ignore_eos=True, seed=0)
     times: dict[str, list[float]] = {name: [] for name in models}
     for name, path in models.items():
