@@ -63,6 +63,22 @@ def build_tiny_model(out: Path, seed: int = 0) -> Path:
     return out
 
 
+def build_wider_teacher(tiny_model: Path, out: Path) -> Path:
+    """A teacher wider and deeper (96 x 3) than the tiny student, on its tokenizer (hidden-state KD needs a gap)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    torch.manual_seed(3)
+    LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=3,
+        num_key_value_heads=1, max_position_embeddings=128, eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, tie_word_embeddings=True,
+    )).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path

@@ -256,20 +256,11 @@ def test_projections_module_maps_each_pair():
 def test_train_stage_checkpoint_loads_in_vllm_without_projections(tiny_model, tmp_path):
     """The train stage with `kd.hidden`: vLLM loads its checkpoint; the projections lie beside it."""
     pytest.importorskip("vllm")
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from tests.conftest import write_jsonl
+    from tests.conftest import build_wider_teacher, write_jsonl
     from sdp.stages.train import train
 
-    tok = AutoTokenizer.from_pretrained(tiny_model)
-    teacher_dir = tmp_path / "teacher"
-    torch.manual_seed(3)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=3,
-        num_key_value_heads=1, max_position_embeddings=128, eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, tie_word_embeddings=True,
-    )).save_pretrained(teacher_dir)
-    tok.save_pretrained(teacher_dir)
+    teacher_dir = build_wider_teacher(tiny_model, tmp_path / "teacher")
     rdir = tmp_path / "round-1"
     rdir.mkdir()
     pairs = [{"prompt": f"Add {a} and 3.\n", "completion": f"The answer is \\boxed{{{a + 3}}}."} for a in range(8)]

@@ -13,7 +13,7 @@ import pytest
 from sdp.launch.accelerate import launch_command, write_config
 from sdp.stages.train import TrainJob, run_train, train
 
-from .conftest import TINY_ENGINE_ARGS
+from .conftest import TINY_ENGINE_ARGS, build_wider_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = [
@@ -134,22 +134,6 @@ def test_two_gloo_processes_match_one_and_the_checkpoint_loads_in_vllm(tiny_mode
     assert tokens and 1 <= tokens[0] <= 8
 
 
-def _wider_teacher(tiny_model: Path, out: Path) -> Path:
-    """A teacher wider and deeper than the tiny student, on its tokenizer (hidden-state KD needs a gap)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(tiny_model)
-    torch.manual_seed(3)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=3,
-        num_key_value_heads=1, max_position_embeddings=128, eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, tie_word_embeddings=True,
-    )).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 @pytest.mark.slow
 def test_two_gloo_processes_train_hidden_projections_like_one(tiny_model, tmp_path):
     """kd.hidden under the multi-process launcher: DDP averages the projections' gradients, so two
@@ -158,7 +142,7 @@ def test_two_gloo_processes_train_hidden_projections_like_one(tiny_model, tmp_pa
 
     from sdp.distill.hidden import PROJECTIONS_FILE, HiddenProjections
 
-    teacher = _wider_teacher(tiny_model, tmp_path / "teacher")
+    teacher = build_wider_teacher(tiny_model, tmp_path / "teacher")
     kd = {"alpha": 0.5, "temperature": 2.0, "teacher_model": str(teacher),
           "hidden": {"weight": 1.0, "layers": "auto", "loss": "mse"}}
     one = tmp_path / "one"
