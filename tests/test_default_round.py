@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 
+# The suite's 900 s per-test bound is too tight for 300 SFT steps on a loaded 2-core CI machine.
+@pytest.mark.timeout(3000)
 def test_one_default_round_improves_held_out_math(tmp_path):
     cmd = [sys.executable, "-m", "sdp.round", "--config", "configs/default.yaml", "--rounds", "1",
            "--name", "default-round", "--output_dir", str(tmp_path), "--progress", "false",

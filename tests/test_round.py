@@ -186,7 +186,8 @@ def test_sigkill_inside_each_stage_then_resume_matches_uninterrupted_run(referen
         ("round-0/evaluate", lambda: (r0 / "eval_sample.job.json").exists()),
         ("round-1/verify", lambda: "round-1/sample" in manifest()),
         ("round-1/select", lambda: "round-1/verify" in manifest()),
-        ("round-1/train", lambda: (r1 / "trainer" / "checkpoint-3").exists()),
+        # The Trainer writes trainer_state.json last: before it, checkpoint-3 is not yet one to resume from.
+        ("round-1/train", lambda: (r1 / "trainer" / "checkpoint-3" / "trainer_state.json").exists()),
         ("round-1/evaluate", lambda: (r1 / "eval_sample.job.json").exists()),
     ]
     interrupted = []
