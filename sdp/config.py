@@ -118,6 +118,8 @@ class RoundConfig:
         default=None, metadata={"help": "Verifier for every record, overriding each problem's `domain`."}
     )
     verify_timeout: float = field(default=5.0, metadata={"help": "Seconds allowed per verification."})
+    keep_truncated: bool = field(default=False, metadata={"help": "Let completions cut at sampling.max_tokens "
+                                 "(finish_reason length) be verified, kept and counted as passes; off: they fail."})
     verify_workers: int | None = field(
         default=None,
         metadata={"help": "Verification worker processes (default: the CPUs this process may use; 1 = in-process)."},

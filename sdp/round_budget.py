@@ -83,6 +83,7 @@ def budget_spec(cfg: RoundConfig, problems: int) -> dict[str, Any]:
         verifier=cfg.verifier,
         verify_timeout=cfg.verify_timeout,
         verify_workers=cfg.verify_workers,
+        keep_truncated=cfg.keep_truncated,
         rationalize=cfg.rationalize,
         rationalize_template=cfg.rationalize_template,
         rationalize_n=cfg.rationalize_n or (cfg.wave_n if adaptive else n),

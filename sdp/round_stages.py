@@ -121,7 +121,7 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
     verify_seconds, verified = 0.0, 0
     bar = tqdm(total=plan.problems * int((cfg.sampling or {}).get("n", 1)), desc="verify", unit="rec",
                disable=not cfg.progress)  # fmt: skip
-    with Verification(verifier=cfg.verifier, workers=cfg.verify_workers, timeout=cfg.verify_timeout) as verification:
+    with Verification.for_config(cfg) as verification:
 
         def verify_next() -> bool:
             nonlocal verify_seconds, verified

@@ -50,6 +50,8 @@ class VerifyConfig:
         default=None, metadata={"help": "Worker processes (default: the CPUs this process may use; 1 = in-process)."}
     )
     timeout: float = field(default=1.0, metadata={"help": "Seconds allowed per check."})
+    keep_truncated: bool = field(default=False, metadata={"help": "Verify records with finish_reason length "
+                                 "(cut at the token limit) instead of failing them."})
     skip_bad: bool = field(
         default=False,
         metadata={"help": "Skip malformed lines (listed in OUTPUT.bad.jsonl) instead of stopping."},
@@ -157,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 held.append(record)
                 yield full
 
-        with Verification(verifier=cfg.verifier, workers=cfg.workers, timeout=cfg.timeout) as verification:
+        with Verification(verifier=cfg.verifier, workers=cfg.workers, timeout=cfg.timeout,
+                          keep_truncated=cfg.keep_truncated) as verification:
             with JsonlWriter(out_path) as out:
                 for verdict in verification.verdicts(joined(), in_process=small):
                     out.write({**held.popleft(), "verdict": verdict})

@@ -100,6 +100,20 @@ def test_gsm8k_jsonl_and_parquet(tmp_path):
     assert math.verify(problems[1], "So \\boxed{15000}.").ok is True
 
 
+def test_bundled_gsm8k_converts_whole_with_short_ids(tmp_path):
+    # The shipped copy of openai/grade-school-math: every row converts, ids name the split, and a
+    # file named after the format ("gsm8k_test.jsonl") does not repeat it in the id.
+    repo = Path(__file__).resolve().parents[1]
+    test = load_problems({"path": str(repo / "data/gsm8k/test.jsonl"), "format": "gsm8k"})
+    train = load_problems({"path": str(repo / "data/gsm8k/train.jsonl"), "format": "gsm8k"})
+    assert (len(train), len(test)) == (7473, 1319)
+    assert test[0]["id"] == "gsm8k/test-1" and train[-1]["id"] == "gsm8k/train-7473"
+    assert all(p["answer"] and "," not in p["answer"] for p in train + test)
+    renamed = tmp_path / "gsm8k_test.jsonl"
+    renamed.write_text((repo / "data/gsm8k/test.jsonl").read_text().splitlines()[0] + "\n")
+    assert load_problems({"path": str(renamed), "format": "gsm8k"})[0]["id"] == "gsm8k/test-1"
+
+
 def test_math_matches_the_verifiers_reading_of_the_solution(tmp_path):
     # Three data sets' schemas in one file (their `level` types differ, so JSONL rather than one parquet table).
     problems = load_problems({"path": str(_jsonl(tmp_path / "test.jsonl", MATH)), "format": "math"})

@@ -131,6 +131,11 @@ class RowContext:
             return f"{prefix}{self.row}"
         path = Path(self.source.path)
         stem = path.stem if path.suffix else f"{path.name}-{self.split}"
+        # gsm8k_test.jsonl read as gsm8k: "gsm8k/test-1", not "gsm8k/gsm8k_test-1".
+        for sep in ("_", "-", "."):
+            if stem.startswith(self.source.format + sep) and len(stem) > len(self.source.format) + 1:
+                stem = stem[len(self.source.format) + 1:]
+                break
         return f"{self.source.format}/{stem}-{self.row}"
 
 

@@ -162,7 +162,7 @@ class _Waves:
 def run_budget(engine: Any, plan: ShardPlan, task: SampleTask, spec: BudgetSpec, seed: int, *, window: int = 2,
                progress: bool = True) -> dict[str, Any]:
     """Sample `plan` in verified waves (then the hint pass); write the shard files and `budget.json`; return it."""
-    with Verification(verifier=spec.verifier, workers=spec.verify_workers, timeout=spec.verify_timeout) as verification:
+    with Verification.for_config(spec) as verification:
         run = _Waves(engine, plan, task, spec, seed, verification, window, progress)
         states = run.states
         used_samples = used_tokens = 0

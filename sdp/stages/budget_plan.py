@@ -45,6 +45,7 @@ class BudgetSpec:
     verifier: str | None = None
     verify_timeout: float = 5.0
     verify_workers: int | None = None
+    keep_truncated: bool = False
     rationalize: bool = False
     rationalize_template: str = DEFAULT_HINT_TEMPLATE
     rationalize_n: int = 4

@@ -127,7 +127,7 @@ def evaluate_model(
     template = cfg.template_fields() if hasattr(cfg, "template_fields") else {}
     task = SampleTask(str(plan.root), dict(cfg.eval_sampling or {}), "eval", template)
     tasks = [task, *also] if plan.pending("samples") else list(also)
-    with Verification(verifier=cfg.verifier, workers=cfg.verify_workers, timeout=cfg.verify_timeout) as verification:
+    with Verification.for_config(cfg) as verification:
 
         def verify_ready() -> bool:
             ready = [s for s in plan.shards if s.done("samples") and not s.done("verdicts")]

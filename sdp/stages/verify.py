@@ -10,6 +10,11 @@ One record never sinks a batch: a verifier that raises or returns something that
 verdict gives that record ``ok: null`` with the reason; a worker process that dies or hangs costs
 only its chunk, which is retried record by record, and the record that kills a worker again gets
 ``ok: null``, reason "verifier crashed" (or "verifier timed out").
+
+One rule sits above every verifier: a completion cut at the token limit (``finish_reason:
+length``) fails with reason "truncated: ..." before its verifier sees it, unless
+``keep_truncated`` is set. A cut trace never finished its reasoning; an answer it happens to
+contain is a guess the model would be trained to repeat.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ _MIN_RECORDS_FOR_POOL = 64
 # Verifiers built in this process, kept across chunks: (name, timeout) -> verifier.
 _CACHE: dict[tuple[str, float], Any] = {}
 
+TRUNCATED = "truncated: the completion was cut at the token limit (finish_reason length)"
+
 
 class RecordError(ValueError):
     """A malformed input line (the message names file, line and field)."""
@@ -58,8 +65,12 @@ def _coerce(result: Any) -> dict[str, Any]:
     raise TypeError(f"verifier returned {type(result).__name__}, not a Verdict")
 
 
-def verify_one(record: Mapping[str, Any], name: str | None, timeout: float) -> dict[str, Any]:
+def verify_one(
+    record: Mapping[str, Any], name: str | None, timeout: float, keep_truncated: bool = False
+) -> dict[str, Any]:
     """The verdict of one record; any failure of the verifier is an ``ok: null`` verdict with its reason."""
+    if record.get("finish_reason") == "length" and not keep_truncated:
+        return Verdict(False, TRUNCATED).to_dict()
     name = name or record.get("domain")
     if not isinstance(name, str) or not name:
         return Verdict(None, "record has no `domain` and no verifier was given").to_dict()
@@ -76,11 +87,14 @@ def verify_one(record: Mapping[str, Any], name: str | None, timeout: float) -> d
         return Verdict(None, f"verifier error: {type(exc).__name__}: {exc}").to_dict()
 
 
-def _verify_chunk(chunk: list[tuple[Mapping[str, Any], str | None, float]]) -> list[dict[str, Any]]:
-    return [verify_one(record, name, timeout) for record, name, timeout in chunk]
+_Item = tuple[Mapping[str, Any], str | None, float, bool]
 
 
-def _fallback(item: tuple[Mapping[str, Any], str | None, float], reason: str) -> dict[str, Any]:
+def _verify_chunk(chunk: list[_Item]) -> list[dict[str, Any]]:
+    return [verify_one(*item) for item in chunk]
+
+
+def _fallback(item: _Item, reason: str) -> dict[str, Any]:
     return Verdict(None, reason).to_dict()
 
 
@@ -100,14 +114,26 @@ class Verification:
 
     One instance keeps its worker pool (and every verifier the workers built) for all the shards
     of a stage. ``workers=None`` uses every CPU this process may use; 1 verifies in-process.
+    ``keep_truncated`` lets completions cut at the token limit reach their verifier.
     """
 
-    def __init__(self, *, verifier: str | None = None, workers: int | None = None, timeout: float = 1.0) -> None:
+    def __init__(
+        self, *, verifier: str | None = None, workers: int | None = None, timeout: float = 1.0,
+        keep_truncated: bool = False,
+    ) -> None:
         if verifier:
             resolve_verifier_class(verifier)  # fail fast, listing the known names
-        self.verifier, self.timeout = verifier, timeout
+        self.verifier, self.timeout, self.keep_truncated = verifier, timeout, keep_truncated
         self.workers = usable_cpus() if workers is None else max(1, workers)
         self._pool: OrderedPool | None = None
+
+    @classmethod
+    def for_config(cls, cfg: Any) -> Verification:
+        """The verification a round config asks for (its verifier, verify_workers, verify_timeout, keep_truncated)."""
+        return cls(
+            verifier=cfg.verifier, workers=cfg.verify_workers, timeout=cfg.verify_timeout,
+            keep_truncated=bool(getattr(cfg, "keep_truncated", False)),
+        )
 
     def __enter__(self) -> Verification:
         return self
@@ -123,7 +149,7 @@ class Verification:
 
     def verdicts(self, records: Iterable[Mapping[str, Any]], *, in_process: bool = False) -> Iterator[dict]:
         """The verdict of each record, in order (records are streamed, a bounded number in flight)."""
-        items = ((r, self.verifier, self.timeout) for r in records)
+        items = ((r, self.verifier, self.timeout, self.keep_truncated) for r in records)
         if in_process or self.workers == 1:
             for chunk in chunked(items, _MAX_CHUNK):
                 yield from _verify_chunk(chunk)
@@ -179,6 +205,7 @@ def verify_records(
     workers: int | None = None,
     timeout: float = 1.0,
     progress: bool = True,
+    keep_truncated: bool = False,
 ) -> list[dict[str, Any]]:
     """Return each record (unchanged) plus a ``verdict`` dict, in input order (small inputs; stages stream).
 
@@ -194,7 +221,7 @@ def verify_records(
             resolve_verifier_class(name)
     bar = tqdm(total=len(records), desc="verify", unit="rec", disable=not progress)
     try:
-        with Verification(verifier=verifier, workers=workers, timeout=timeout) as verification:
+        with Verification(verifier=verifier, workers=workers, timeout=timeout, keep_truncated=keep_truncated) as verification:
             out = []
             for result in verification.verified(records, in_process=len(records) < _MIN_RECORDS_FOR_POOL):
                 out.append(result)
