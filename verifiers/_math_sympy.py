@@ -168,5 +168,14 @@ def _serve() -> None:
         send(reply)
 
 
+def main() -> None:
+    try:
+        _serve()
+    except BrokenPipeError:
+        # The parent went away (e.g. a stage ended with os._exit before its verifiers closed):
+        # nobody is left to answer, so end quietly instead of printing a traceback on its stderr.
+        os._exit(0)
+
+
 if __name__ == "__main__":
-    _serve()
+    main()
