@@ -179,7 +179,7 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
 
                 code = any(p.get("domain") == "code" for shard in plan.shards for p in shard.load_problems().values())
                 verify_on_ray(plan.pending("verdicts"), verifier=cfg.verifier, timeout=cfg.verify_timeout,
-                              options=ray_options(cfg), check_sandbox=code)
+                              keep_truncated=cfg.keep_truncated, options=ray_options(cfg), check_sandbox=code)
             while verify_next():
                 pass
             counts = summarize(plan.iter_records("verdicts"))

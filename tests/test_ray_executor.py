@@ -23,6 +23,7 @@ ray = pytest.importorskip("ray")
 from sdp.launch.ray_executor import RayOptions, RaySampler, init_ray, sample_on_ray, verify_on_ray  # noqa: E402
 
 SAMPLING = {"n": 3, "temperature": 1.0, "max_tokens": 16}
+# The random tiny model never stops (every completion ends at max_tokens): its cut completions are verified.
 SEED, TAG = 0, "train-1"
 
 
@@ -59,7 +60,7 @@ def reference(vllm_engine, tmp_path_factory):
     root = tmp_path_factory.mktemp("local")
     plan = plan_shards(_problems(12), root, shard_size=2)
     list(sample_shards(vllm_engine, plan.shards, SAMPLING, SEED, seed_tag=TAG, progress=False))
-    with Verification(workers=1) as verification:
+    with Verification(workers=1, keep_truncated=True) as verification:
         for shard in plan.shards:
             verification.verify_shard(shard)
     return root
@@ -73,7 +74,7 @@ def test_ray_with_two_replicas_matches_local(reference, tiny_model, tmp_path, lo
         calls.append(1)
         ready = [s for s in plan.shards if s.done("samples") and not s.done("verdicts")]
         if ready:
-            with Verification(workers=1) as verification:
+            with Verification(workers=1, keep_truncated=True) as verification:
                 overlapped.append(verification.verify_shard(ready[0]).index)
         return bool(ready)
 
@@ -83,14 +84,14 @@ def test_ray_with_two_replicas_matches_local(reference, tiny_model, tmp_path, lo
     assert _files(tmp_path, "samples") == _files(reference, "samples")
     assert calls  # called while the replicas ran (how many shards it verified then depends on timing)
     left = plan.count - len(overlapped)
-    assert verify_on_ray(plan.shards, options=RayOptions(), check_sandbox=False) == left
+    assert verify_on_ray(plan.shards, keep_truncated=True, options=RayOptions(), check_sandbox=False) == left
     assert _files(tmp_path, "verdicts") == _files(reference, "verdicts")
     kept = [(r["id"], r["completion"]) for r in select(plan.iter_records("verdicts"), 2).kept]
     want = [(r["id"], r["completion"]) for r in select(
         (r for f in sorted((reference / "verdicts").glob("*.jsonl")) for r in read_jsonl(f)), 2).kept]  # fmt: skip
     assert kept == want and kept  # the SFT set's pairs, in order
     # A finished shard set is not touched again.
-    assert verify_on_ray(plan.shards, options=RayOptions(), check_sandbox=False) == 0
+    assert verify_on_ray(plan.shards, keep_truncated=True, options=RayOptions(), check_sandbox=False) == 0
 
 
 def test_a_replica_killed_mid_shard_is_redone_with_identical_results(reference, tiny_model, tmp_path, local_ray):

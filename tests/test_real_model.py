@@ -9,6 +9,9 @@ end-of-turn token ends each example. The end-to-end rounds are in tests/test_rea
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ import pytest
 from data.real_model import REAL_DIR, RealModelMissing, check_built
 from sdp.sources.problems import load_problems
 from sdp.sources.templates import PromptTemplate, encode_prompt, render_prompt
-from sdp.stages.sample import engine_kwargs, stream_vllm
+from sdp.stages.sample import engine_kwargs
 from sdp.stages.select import sft_pair
 from sdp.stages.sft_set import tokenize_pairs
 
@@ -41,19 +44,37 @@ def real_model_dir() -> Path:
     return REAL_DIR
 
 
-@pytest.fixture(scope="module")
-def drawn():
-    """(engine, tokenizer, problems, records): BATCH GSM8K problems, n=2 at temperature 0.8, with token ids."""
-    pytest.importorskip("vllm")
-    from sdp.stages.sample import build_llm
+# The engine runs in a child process: a second in-process vLLM engine would tear down the parallel
+# state of the session's shared tiny-model engine (tests/conftest.py) that later modules use.
+DRAW = """
+import json, sys
+from sdp.sources.problems import load_problems
+from sdp.stages.sample import build_llm, stream_vllm
+from tests.test_real_model import BATCH, ENGINE_ARGS, GSM8K_TRAIN, SAMPLING, TEMPLATE
+llm = build_llm(sys.argv[1], ENGINE_ARGS, seed=0)
+problems = load_problems([GSM8K_TRAIN])[:BATCH]
+[(_, records)] = list(stream_vllm(llm, [(0, problems)], SAMPLING, seed=0, progress=False, template=TEMPLATE,
+                                  token_ids=True))
+[(_, again)] = list(stream_vllm(llm, [(0, problems[:4])], SAMPLING, seed=0, progress=False, template=TEMPLATE))
+chunked = llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill
+json.dump({"records": records, "again": again, "chunked_prefill": chunked}, open(sys.argv[2], "w"))
+"""
+SAMPLING = {"n": 2, "temperature": 0.8, "top_p": 0.95, "max_tokens": 96}
 
-    llm = build_llm(str(real_model_dir()), ENGINE_ARGS, seed=0)
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    """(drawn, tokenizer, problems): BATCH GSM8K problems, n=2 at temperature 0.8, with token ids, drawn twice."""
+    pytest.importorskip("vllm")
+    from transformers import AutoTokenizer
+
+    model = real_model_dir()
+    out = tmp_path_factory.mktemp("real-draw") / "drawn.json"
+    proc = subprocess.run([sys.executable, "-c", DRAW, str(model), str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=1800)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
     problems = load_problems([GSM8K_TRAIN])[:BATCH]
-    sampling = {"n": 2, "temperature": 0.8, "top_p": 0.95, "max_tokens": 96}
-    batches = [(0, problems)]
-    [(_, records)] = list(stream_vllm(llm, batches, sampling, seed=0, progress=False, template=TEMPLATE,
-                                      token_ids=True))  # fmt: skip
-    return llm, llm.get_tokenizer(), problems, records
+    return json.loads(out.read_text()), AutoTokenizer.from_pretrained(model), problems
 
 
 def test_engine_kwargs_turn_chunked_prefill_off_on_cpu_only():
@@ -65,24 +86,24 @@ def test_engine_kwargs_turn_chunked_prefill_off_on_cpu_only():
 
 @pytest.mark.slow
 def test_a_real_length_seeded_batch_samples_every_request(drawn):
-    llm, tokenizer, problems, records = drawn
+    draw, _, problems = drawn
+    records = draw["records"]
     prompt_tokens = sum(len(r["prompt_token_ids"]) for r in records[::2])
     # The batch's prompts overflow one step's budget, the condition of the chunked-prefill crash.
     assert prompt_tokens > ENGINE_ARGS["max_num_batched_tokens"]
-    assert llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill is False
+    assert draw["chunked_prefill"] is False
     assert [r["id"] for r in records] == [p["id"] for p in problems for _ in range(2)]
     assert all(r["finish_reason"] in ("stop", "length") for r in records)
     assert all(r["completion_tokens"] == len(r["completion_token_ids"]) for r in records)
     # Seeded: the two samples of a problem differ, and a second draw repeats the first exactly.
     assert sum(a["completion"] != b["completion"] for a, b in zip(records[::2], records[1::2])) >= BATCH // 2
-    [(_, again)] = list(stream_vllm(llm, [(0, problems[:4])], {"n": 2, "temperature": 0.8, "top_p": 0.95,
-                                    "max_tokens": 96}, seed=0, progress=False, template=TEMPLATE))  # fmt: skip
-    assert [r["completion"] for r in again] == [r["completion"] for r in records[:8]]
+    assert [r["completion"] for r in draw["again"]] == [r["completion"] for r in records[:8]]
 
 
 @pytest.mark.slow
 def test_the_end_of_turn_token_stops_sampling(drawn):
-    _, tokenizer, _, records = drawn
+    draw, tokenizer, _ = drawn
+    records = draw["records"]
     eos = tokenizer.eos_token_id
     assert tokenizer.convert_ids_to_tokens(eos) == "<|im_end|>"
     stopped = [r for r in records if r["finish_reason"] == "stop"]
@@ -92,12 +113,13 @@ def test_the_end_of_turn_token_stops_sampling(drawn):
         assert "<|im_end|>" not in r["completion"]
     for r in records:
         if r["finish_reason"] == "length":
-            assert len(r["completion_token_ids"]) == 96 and eos not in r["completion_token_ids"]
+            assert len(r["completion_token_ids"]) == SAMPLING["max_tokens"] and eos not in r["completion_token_ids"]
 
 
 @pytest.mark.slow
 def test_sft_examples_train_on_the_ids_vllm_sampled(drawn):
-    _, tokenizer, problems, records = drawn
+    draw, tokenizer, problems = drawn
+    records = draw["records"]
     by_id = {p["id"]: p for p in problems}
     stopped = [r for r in records if r["finish_reason"] == "stop"]
     # The round's SFT pair: the rendered prompt of the problem (system prompt, few-shot, chat template).
@@ -120,7 +142,8 @@ def test_sft_examples_train_on_the_ids_vllm_sampled(drawn):
 
 @pytest.mark.slow
 def test_sampling_and_training_render_the_same_prompt(drawn):
-    _, tokenizer, problems, records = drawn
+    draw, tokenizer, problems = drawn
+    records = draw["records"]
     rendered = render_prompt(tokenizer, problems[0], TEMPLATE)
     assert rendered.count("<|im_start|>system\n" + SYSTEM) == 1  # ours, not SmolLM2's default system prompt
     assert "named SmolLM" not in rendered

@@ -3,6 +3,7 @@
 The recipe configs/recipes/real_gsm8k.yaml, shrunk to a few problems and SFT steps:
 - full fine-tuning with the adaptive budget's verified waves and STaR rationalization;
 - LoRA with fixed n, sampled by two vLLM replicas on Ray.
+The training set is two GSM8K problems and six one-step sums written in GSM8K's format.
 Both evaluate before and after training. Each asserts that traces were kept and trained on,
 that no truncated completion became a trace, and that the SFT prompts are the rendered prompts.
 """
@@ -26,15 +27,29 @@ RECIPE = ROOT / "configs" / "recipes" / "real_gsm8k.yaml"
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 
+# The model solves about 1% of GSM8K at temperature 0.7 (docs/real_model.md), so a few GSM8K problems
+# alone often give no trace at all; one-step problems in GSM8K's own format make traces certain.
+ONE_STEP = [(f"What is {a} + {b}?", a + b) for a, b in ((2, 3), (4, 5), (6, 2), (7, 1), (3, 3), (8, 1))]
+
+
+def train_file(tmp_path: Path) -> Path:
+    """Two GSM8K training problems and the one-step problems, in GSM8K's format."""
+    gsm8k = (ROOT / "data/gsm8k/train.jsonl").read_text().splitlines()[:2]
+    own = [json.dumps({"question": q, "answer": f"{q[8:-1]} = {a}\n#### {a}"}) for q, a in ONE_STEP]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(gsm8k + own) + "\n")
+    return path
+
+
 def shrunk(tmp_path: Path, name: str, **overrides: object) -> Path:
     cfg = yaml.safe_load(RECIPE.read_text())
     cfg.update(
         name=name, output_dir=str(tmp_path), model=str(real_model_dir()),
-        train_problems=[{"path": str(ROOT / "data/gsm8k/train.jsonl"), "format": "gsm8k"}],
+        train_problems=[{"path": str(train_file(tmp_path)), "format": "gsm8k"}],
         eval_problems=[{"path": str(ROOT / "data/gsm8k/test.jsonl"), "format": "gsm8k"}],
-        max_train_problems=6, max_eval_problems=4, shard_size=3, verify_workers=1, progress=False,
-        sampling={"n": 2, "temperature": 0.8, "top_p": 0.95, "max_tokens": 160},
-        eval_sampling={"n": 2, "temperature": 0.8, "top_p": 0.95, "max_tokens": 160}, eval_k=2,
+        max_train_problems=8, max_eval_problems=4, shard_size=3, verify_workers=1, progress=False,
+        sampling={"n": 2, "temperature": 0.3, "top_p": 0.95, "max_tokens": 160},  # > 0; low: 135M rambles
+        eval_sampling={"n": 2, "temperature": 0.3, "top_p": 0.95, "max_tokens": 160},  # > 0; low: 135M rambles eval_k=2,
         vllm_env={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"},
         sft={**cfg["sft"], "max_steps": 4, "num_train_epochs": 1, "per_device_train_batch_size": 2,
              "gradient_accumulation_steps": 1, "max_length": 768},

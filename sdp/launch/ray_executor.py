@@ -264,10 +264,10 @@ def _check_sandbox() -> str | None:
         return f"node {socket.gethostname()}: the code sandbox (bwrap) does not start: {exc}"
 
 
-def _verify_shard(root: str, index: int, verifier: str | None, timeout: float) -> int:
+def _verify_shard(root: str, index: int, verifier: str | None, timeout: float, keep_truncated: bool) -> int:
     from sdp.stages.verify import Verification
 
-    with Verification(verifier=verifier, workers=1, timeout=timeout) as verification:
+    with Verification(verifier=verifier, workers=1, timeout=timeout, keep_truncated=keep_truncated) as verification:
         verification.verify_shard(Shard(Path(root), index))
     return index
 
@@ -293,11 +293,15 @@ def verify_on_ray(
     *,
     verifier: str | None = None,
     timeout: float = 1.0,
+    keep_truncated: bool = False,
     options: RayOptions = RayOptions(),
     check_sandbox: bool = True,
     max_retries: int = 3,
 ) -> int:
-    """Verify each finished shard in its own Ray task (retried if its worker dies); return shards done."""
+    """Verify each finished shard in its own Ray task (retried if its worker dies); return shards done.
+
+    ``keep_truncated`` is the round's truncation rule (sdp.stages.verify), the same as in-process verification.
+    """
     started = init_ray(options)
     try:
         import ray
@@ -305,7 +309,7 @@ def verify_on_ray(
         if check_sandbox:
             check_nodes_sandbox()
         task = ray.remote(num_cpus=options.verify_cpus, max_retries=max_retries)(_verify_shard)
-        refs = [task.remote(str(s.root), s.index, verifier, timeout) for s in shards if not s.done("verdicts")]
+        refs = [task.remote(str(s.root), s.index, verifier, timeout, keep_truncated) for s in shards if not s.done("verdicts")]
         return len(ray.get(refs))
     finally:
         if started:
