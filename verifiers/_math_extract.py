@@ -63,6 +63,8 @@ _CUE = re.compile(r"\b(?:so|thus|therefore|hence|total|altogether|in all|overall
 _CLAUSE_SPLIT = re.compile(
     r"[,;:]\s+|\s(?=(?:so|thus|therefore|hence|which|giving|making|meaning|then)\b)", re.I
 )
+# A Markdown header after "####" ("#### Step 2: add", "#### Solution") is not a GSM8K answer line.
+_HEADER = re.compile(r"(?:step|part|solution|final|answer|problem|question|case|method|verification|check|summary)\b", re.I)
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\\?\$)?\d(?:\d|,\d{3})*(?:\.\d+)?(?:\s*\\?%)?(?![\w])")
 
 
@@ -125,30 +127,35 @@ def _joiner(between: str) -> str | None:
     return " or perhaps " if _TENTATIVE & set(words) else ", "
 
 
-def _last_box_statement(text: str, spans: list[tuple[int, int, str]]) -> _Statement | None:
-    """The last box with the boxes joined to it (at most ``_MAX_GROUP``: a longer list is a
-    hedge whichever boxes it keeps)."""
+def _box_statements(text: str, spans: list[tuple[int, int, str]]) -> list[_Statement]:
+    """Every box statement, in order: each box with the boxes joined to it (at most ``_MAX_GROUP``:
+    a longer list is a hedge whichever boxes it keeps)."""
     kept = [s for s in spans if not _is_placeholder(s[2])]
-    if not kept:
-        return None
-    group, seps = [kept[-1]], []
-    for prev in reversed(kept[:-1]):
-        sep = _joiner(text[prev[1] : group[0][0]])
-        if sep is None or len(group) >= _MAX_GROUP:
-            break
-        group.insert(0, prev)
-        seps.insert(0, sep)
-    parts: list[str] = []
-    joined = ""
-    for n, (_, _, content) in enumerate(group):
-        content = content.strip()
-        if content in parts:
-            continue  # the same box repeated is one answer
-        joined += (seps[n - 1] if parts else "") + content
-        parts.append(content)
-    start = group[0][0]
-    before = text[max(0, start - 3) : start].rstrip(" $")
-    return _Statement(start, group[-1][1], joined, before.endswith("="))
+    found: list[_Statement] = []
+    end = len(kept)
+    while end > 0:
+        group, seps = [kept[end - 1]], []
+        k = end - 1
+        while k > 0:
+            sep = _joiner(text[kept[k - 1][1] : group[0][0]])
+            if sep is None or len(group) >= _MAX_GROUP:
+                break
+            group.insert(0, kept[k - 1])
+            seps.insert(0, sep)
+            k -= 1
+        end = k
+        parts: list[str] = []
+        joined = ""
+        for n, (_, _, content) in enumerate(group):
+            content = content.strip()
+            if content in parts:
+                continue  # the same box repeated is one answer
+            joined += (seps[n - 1] if parts else "") + content
+            parts.append(content)
+        start = group[0][0]
+        before = text[max(0, start - 3) : start].rstrip(" $")
+        found.append(_Statement(start, group[-1][1], joined, before.endswith("=")))
+    return found[::-1]
 
 
 def _sentence_end(text: str, i: int, limit: int = 500) -> int:
@@ -187,8 +194,10 @@ def _tidy(content: str) -> str:
     return (wrapped.group(1) or wrapped.group(2)).strip() if wrapped else content
 
 
-def _last_marker_statement(text: str, base: int) -> _Statement | None:
-    for m in reversed(list(_MARKER.finditer(text))):  # the last one that states something
+def _marker_statements(text: str, base: int) -> list[_Statement]:
+    """Every marker ("the answer is X", "Final answer: X") that states something, in order."""
+    found = []
+    for m in _MARKER.finditer(text):
         start = m.end()
         if not text[start:].split("\n", 1)[0].strip():  # "Answer:" then the value on its own line
             nxt = re.match(r"\s*\n\s*(?=\S)", text[start:])
@@ -199,16 +208,18 @@ def _last_marker_statement(text: str, base: int) -> _Statement | None:
             continue  # "the answer is \boxed{5}": the box is the statement
         content = _tidy(raw)
         if not _NOT_AN_ANSWER.match(content):
-            return _Statement(base + m.start(), base + end, content)
-    return None
+            found.append(_Statement(base + m.start(), base + end, content))
+    return found
 
 
-def _last_hash_statement(text: str, base: int) -> _Statement | None:
-    for m in reversed(list(re.finditer(r"^[ \t]*####[ \t]*(.*)$", text, re.MULTILINE))):
+def _hash_statements(text: str, base: int) -> list[_Statement]:
+    """Every GSM8K ``#### X`` answer line, in order; a Markdown header (``#### Step 2: ...``) is none."""
+    found = []
+    for m in re.finditer(r"^[ \t]*####[ \t]*(.*)$", text, re.MULTILINE):
         content = _tidy(m.group(1))
-        if content:
-            return _Statement(base + m.start(), base + m.end(), content)
-    return None
+        if content and not _HEADER.match(content):
+            found.append(_Statement(base + m.start(), base + m.end(), content))
+    return found
 
 
 def last_sentence_answer(text: str, *, need_cue: bool = False) -> str | None:
@@ -243,25 +254,41 @@ def last_sentence_answer(text: str, *, need_cue: bool = False) -> str | None:
     return None
 
 
-def extract_answer(completion: str, *, plain: bool = False) -> str | None:
-    """The final answer string of ``completion``, or None when it states none.
+def statements(text: str) -> list[_Statement] | None:
+    """Every final-answer statement of ``text`` (a completion's last ``WINDOW`` characters), by start.
 
-    ``plain``: also read plain endings by their last sentence (see the module docstring);
-    meant for numeric gold answers only.
+    None when a box is left unclosed (the completion was cut off before its answer closed).
     """
-    text = completion[-WINDOW:]
     spans = _box_spans(text)
     if spans is None:
         return None
     base = max(0, len(text) - _TAIL)
     tail = text[base:]
-    found = (_last_box_statement(text, spans), _last_marker_statement(tail, base), _last_hash_statement(tail, base))
-    statements = [s for s in found if s is not None]
-    if not statements:
+    found = _box_statements(text, spans) + _marker_statements(tail, base) + _hash_statements(tail, base)
+    return sorted(found, key=lambda s: s.start)
+
+
+def final_of(text: str, found: list[_Statement], *, plain: bool) -> str | None:
+    """The answer the last of ``found`` states (or, with ``plain``, the plain ending of ``text``)."""
+    if not found:
         return last_sentence_answer(text) if plain else None
-    final = max(statements, key=lambda s: s.start)
+    final = found[-1]
     if plain and final.inline:
         later = last_sentence_answer(text[final.end :], need_cue=True)
         if later is not None:
             return later
     return final.text or None
+
+
+def extract_answer(completion: str, *, plain: bool = False) -> str | None:
+    """The final answer string of ``completion``, or None when it states none (the last statement
+    wins; the verifier applies the commitment rules of ``_math_commit`` on top).
+
+    ``plain``: also read plain endings by their last sentence (see the module docstring);
+    meant for numeric gold answers only.
+    """
+    text = completion[-WINDOW:]
+    found = statements(text)
+    if found is None:
+        return None
+    return final_of(text, found, plain=plain)
