@@ -22,7 +22,7 @@ from verifiers._math_config import MathVerifyConfig
 from verifiers._math_commit import Commitment, commit
 from verifiers._math_extract import last_sentence_answer
 from verifiers._math_steps import FALSE_STEP, first_false_step
-from verifiers._math_compare import _STRUCTURES, _apply_units, _Check, _Undecided
+from verifiers._math_compare import _STRUCTURES, _apply_units, _Check, _Undecided, label_conflict
 from verifiers._math_eval import exact, symbols
 from verifiers._math_normalize import ParseError, choice_letters, clean, hedge_signal
 from verifiers._math_parse import Node, parse_answer
@@ -150,10 +150,13 @@ class MathVerifier:
             return Verdict(False, f"unparsable answer: {pred}", pred_raw)
         if dict(pred[1]).get("tentative"):
             return Verdict(False, HEDGE, pred_raw)
+        label = label_conflict(gold, pred, pred_raw)
+        if label is not None:
+            return Verdict(False, label, pred_raw)
         check = _Check(self, time.monotonic() + self.timeout)
-        g, p = _apply_units(gold, pred)
+        g, p = _apply_units(gold, pred, pred_raw)
         try:
-            if p[0] == "list" and g[0] not in ("list", "set", "tuple", "interval", "matrix"):
+            if p[0] == "list" and g[0] not in ("list", "set", "tuple", "interval", "union", "matrix"):
                 return Verdict(False, HEDGE, pred_raw)
             ok = check.match(g, p)
             conflict = self._conflict(check, pred, committed.others) if ok else None
