@@ -94,3 +94,46 @@ def test_label(verifier, gold, completion, ok, why):
 )
 def test_label_reasons(verifier, gold, answer, reason):
     assert verifier.verify({"answer": gold}, _b(answer)).reason.startswith(reason)
+
+
+# other surfaces: JSON, code blocks, other languages (gold, completion, expected ok, why)
+SURFACES = [
+    ("42", '```json\n{"answer": 42}\n```', True, "a JSON answer field"),
+    ("\\frac{1}{2}", '{"final_answer": "\\\\frac{1}{2}"}', True, "a JSON string, unescaped"),
+    ("42", '{"reasoning": "6*7", "answer": "41"}', False, "a wrong JSON answer"),
+    ("42", "```python\nprint(6*7)\n```\nOutput:\n```\n42\n```", True, "tool output in a fenced block"),
+    ("42", "Answer: `42`", True, "inline code around the value"),
+    ("42", "\u7b54\u6848\u662f 42\u3002", True, "Chinese: the answer is 42"),
+    ("42", "\u6700\u7ec8\u7b54\u6848\uff1a42", True, "Chinese: final answer: 42"),
+    ("42", "La respuesta es 42.", True, "Spanish"),
+    ("42", "Die Antwort ist 41.", False, "German, a wrong value"),
+    ("42", "La r\u00e9ponse est 42.", True, "French"),
+    ("42", "\u041e\u0442\u0432\u0435\u0442: 42", True, "Russian"),
+]
+
+
+@pytest.mark.parametrize("gold, completion, ok, why", SURFACES, ids=[str(i) for i in range(len(SURFACES))])
+def test_surface(verifier, gold, completion, ok, why):
+    verdict = verifier.verify({"answer": gold}, completion)
+    assert verdict.ok is ok, (why, verdict)
+
+
+_INLINE = "Which is 3*4? (A) 10 (B) 11 (C) 12 (D) 13"
+_LINES = "What is 3*4?\nA) 10\nB) 11\nC) 12\nD) 13"
+# choice letters and option text stand for each other when the prompt lists the options
+CHOICES = [
+    ("C", _INLINE, "The answer is 12.", True, "the option text of the gold letter"),
+    ("C", _INLINE, "\\boxed{13}", False, "the text of another option"),
+    ("C", _LINES, "So it is \\boxed{12}.", True, "options one per line"),
+    ("12", _INLINE, "\\boxed{C}", True, "the letter of the gold's option"),
+    ("12", _LINES, "The answer is (C).", True, "a letter in parentheses"),
+    ("12", _INLINE, "\\boxed{(D)}", False, "another letter"),
+    ("12", _INLINE, "\\boxed{E}", False, "a letter not among the options"),
+    ("C", "Compute 3*4.", "\\boxed{12}", False, "no options listed: a letter is expected"),
+]
+
+
+@pytest.mark.parametrize("gold, prompt, completion, ok, why", CHOICES, ids=[str(i) for i in range(len(CHOICES))])
+def test_choice_and_option_text(verifier, gold, prompt, completion, ok, why):
+    verdict = verifier.verify({"answer": gold, "prompt": prompt}, completion)
+    assert verdict.ok is ok, (why, verdict)

@@ -14,6 +14,7 @@ model output).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import NamedTuple
 
@@ -63,6 +64,19 @@ _CUE = re.compile(r"\b(?:so|thus|therefore|hence|total|altogether|in all|overall
 _CLAUSE_SPLIT = re.compile(
     r"[,;:]\s+|\s(?=(?:so|thus|therefore|hence|which|giving|making|meaning|then)\b)", re.I
 )
+# "the answer is" in other languages (Chinese, Spanish, French, German, Portuguese, Russian)
+_MARKER_INTL = re.compile(
+    r"(?:最终)?答案(?:是|为|:|：)[ \t]*|\b(?:la\s+)?respuesta(?:\s+final)?\s+es\b[ \t]*:?"
+    r"|\bla\s+réponse(?:\s+finale)?\s+est\b[ \t]*:?|\bdie\s+(?:endgültige\s+)?antwort\s+(?:ist|lautet)\b[ \t]*:?"
+    r"|\ba\s+resposta(?:\s+final)?\s+é\b[ \t]*:?|ответ[ \t]*:[ \t]*",
+    re.IGNORECASE,
+)
+# {"answer": 42} / {"final_answer": "\\frac{1}{2}"}: an answer given as JSON
+_JSON_ANSWER = re.compile(
+    r'"(?:final_?answer|answer|result)"\s*:\s*(?:"((?:[^"\\\n]|\\.){1,200})"|(-?\d[\d.,eE+\-/]{0,40}))', re.I
+)
+# a fenced block holding only a number (tool output, "```\n42\n```")
+_CODE_VALUE = re.compile(r"```[a-z]*[ \t]*\n?[ \t]*(\$?-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)[ \t]*\n?```")
 # A Markdown header after "####" ("#### Step 2: add", "#### Solution") is not a GSM8K answer line.
 _HEADER = re.compile(r"(?:step|part|solution|final|answer|problem|question|case|method|verification|check|summary)\b", re.I)
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\\?\$)?\d(?:\d|,\d{3})*(?:\.\d+)?(?:\s*\\?%)?(?![\w])")
@@ -187,7 +201,7 @@ def _sentence_end(text: str, i: int, limit: int = 500) -> int:
 
 
 def _tidy(content: str) -> str:
-    content = content.strip().replace("**", "").replace("__", "")
+    content = content.strip().replace("**", "").replace("__", "").strip("`").rstrip("。")
     content = _FILLER.sub("", content).strip()
     content = _NEGATED.sub("", content).strip().rstrip(" .,;:").strip()
     wrapped = re.fullmatch(r"\$+([^$]+)\$+|\\\((.+)\\\)", content, re.DOTALL)
@@ -197,7 +211,8 @@ def _tidy(content: str) -> str:
 def _marker_statements(text: str, base: int) -> list[_Statement]:
     """Every marker ("the answer is X", "Final answer: X") that states something, in order."""
     found = []
-    for m in _MARKER.finditer(text):
+    markers = sorted([*_MARKER.finditer(text), *_MARKER_INTL.finditer(text)], key=lambda m: m.start())
+    for m in markers:
         start = m.end()
         if not text[start:].split("\n", 1)[0].strip():  # "Answer:" then the value on its own line
             nxt = re.match(r"\s*\n\s*(?=\S)", text[start:])
@@ -254,6 +269,22 @@ def last_sentence_answer(text: str, *, need_cue: bool = False) -> str | None:
     return None
 
 
+def _structured_statements(text: str, base: int) -> list[_Statement]:
+    """Answers given as JSON fields or as a fenced block holding only a value."""
+    found = []
+    for m in _JSON_ANSWER.finditer(text):
+        value = m.group(2)
+        if value is None:
+            try:
+                value = json.loads(f'"{m.group(1)}"')
+            except ValueError:
+                continue
+        found.append(_Statement(base + m.start(), base + m.end(), value.strip()))
+    for m in _CODE_VALUE.finditer(text):
+        found.append(_Statement(base + m.start(), base + m.end(), m.group(1)))
+    return found
+
+
 def statements(text: str) -> list[_Statement] | None:
     """Every final-answer statement of ``text`` (a completion's last ``WINDOW`` characters), by start.
 
@@ -265,6 +296,7 @@ def statements(text: str) -> list[_Statement] | None:
     base = max(0, len(text) - _TAIL)
     tail = text[base:]
     found = _box_statements(text, spans) + _marker_statements(tail, base) + _hash_statements(tail, base)
+    found += _structured_statements(tail, base)
     return sorted(found, key=lambda s: s.start)
 
 

@@ -19,6 +19,7 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 from verifiers._math_config import MathVerifyConfig
+from verifiers._math_choice import options
 from verifiers._math_commit import Commitment, commit
 from verifiers._math_extract import last_sentence_answer
 from verifiers._math_steps import FALSE_STEP, first_false_step
@@ -129,7 +130,7 @@ class MathVerifier:
         except ParseError as exc:
             return Verdict(None, f"cannot parse gold answer: {exc}")
         if gold_letter is not None:
-            return self._verify_choice(gold_letter, completion)
+            return self._verify_choice(gold_letter, completion, _prompt_options(problem))
         gold = _parse(gold_raw)
         if isinstance(gold, ParseError):
             return Verdict(None, f"cannot parse gold answer: {gold}")
@@ -138,6 +139,12 @@ class MathVerifier:
         pred_raw = committed.answer
         if pred_raw is None:
             return Verdict(False, committed.reason or NO_ANSWER)
+        listed = _prompt_options(problem)
+        letter = _gold_choice(pred_raw) if listed else None
+        if letter is not None:
+            if letter not in listed:
+                return Verdict(False, f"choice {letter} is not among the options", pred_raw)
+            pred_raw = listed[letter]  # "(C)" stands for the option's text
         if hedge_signal(pred_raw):
             return Verdict(False, HEDGE, pred_raw)
         pred = _parse(pred_raw)
@@ -201,11 +208,16 @@ class MathVerifier:
             return dataclasses.replace(verdict, flags=(note,))
         return Verdict(False, note, verdict.answer)
 
-    def _verify_choice(self, gold_letter: str, completion: str) -> Verdict:
+    def _verify_choice(self, gold_letter: str, completion: str, listed: dict[str, str]) -> Verdict:
         committed = self._commit(completion, plain=False)
         pred_raw = committed.answer
         if pred_raw is None:
             return Verdict(False, committed.reason or NO_ANSWER)
+        named = self._option_named(pred_raw, listed)
+        if named is not None:
+            if named != gold_letter:
+                return Verdict(False, "not equivalent", pred_raw)
+            return self._steps(Verdict(True, "equivalent", pred_raw), committed.text)
         try:
             letters = choice_letters(pred_raw)
         except ParseError as exc:
@@ -224,7 +236,33 @@ class MathVerifier:
                     continue
                 if named and named != letters:
                     return Verdict(False, f"{CONFLICT}: {pred_raw!r} and {other!r}", pred_raw)
-        return Verdict(True, "equivalent", pred_raw)
+        return self._steps(Verdict(True, "equivalent", pred_raw), committed.text)
+
+
+    def _option_named(self, pred_raw: str, listed: dict[str, str]) -> str | None:
+        """The letter whose option text the answer states ("12" for "(C) 12"), when exactly one is."""
+        if not listed or _gold_choice(pred_raw) is not None or re.match(r"\s*\(?[A-E]\)", pred_raw):
+            return None
+        pred = _parse(pred_raw)
+        if isinstance(pred, ParseError):
+            return None
+        check = _Check(self, time.monotonic() + self.timeout)
+        hits = []
+        for letter, text in listed.items():
+            option = _parse(text)
+            if isinstance(option, ParseError):
+                continue
+            try:
+                if check.match(*_apply_units(option, pred, pred_raw)):
+                    hits.append(letter)
+            except (WorkerTimeout, _Undecided):
+                return None
+        return hits[0] if len(hits) == 1 else None
+
+
+def _prompt_options(problem: Mapping[str, Any]) -> dict[str, str]:
+    prompt = problem.get("prompt")
+    return options(prompt) if isinstance(prompt, str) else {}
 
 
 def _numeric(node: Node) -> bool:
