@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from verifiers._math_extract import WINDOW, _Statement, final_of, last_sentence_answer, statements
 
+MAX_COMMITTED = 16  # statements before the final one checked for conflicts (a longer list is still read)
 _CONTEXT = 160  # how far back a statement's own sentence is searched for a cue
 _THINK_OPEN = re.compile(r"<think(?:ing)?>", re.I)
 _THINK_CLOSE = re.compile(r"</think(?:ing)?>", re.I)
@@ -63,6 +64,17 @@ _CHECK_SECTION = re.compile(r"\b(?:verification|verify(?:ing)?|check(?:ing)?|dou
 # Where the sentence (or clause) holding a statement starts: "One might think 16, but it is 18".
 _SENTENCE_START = re.compile(r"[.!?;]\s|\n|,\s*(?:so|thus|therefore|hence|but|which\s+means)\b", re.I)
 
+# Substrings every match of the regex above contains (lower case): a cheap test before the regex.
+_WITHDRAWAL_KEYS = (
+    "wait", "hmm", "oops", "actually", "correction", "scratch", "second thought", "reflection", "wrong",
+    "incorrect", "not right", "mistake", "error", "my bad", "no that", "no, that", "can't", "cant", "let me",
+)
+_HYPOTHETICAL_KEYS = (
+    "might", "may ", "could", "would", "tempt", "common", "mistaken", "naive", "incorrect", "wrong", "erroneous",
+    "suppose", "if ", "thought", "guessed", "assumed", "wrote", "believed", "first", "initial", "earlier",
+    "previous", "not ", "isn", "wasn",
+)
+_ECHO_KEYS = ("e.g.", "for example", "for instance", "such as", "like this", "like so", "form", "template", "`", '"', "'", "\u201c", "\u2018")
 UNCLOSED = "reasoning block never closed: no committed answer"
 
 
@@ -103,21 +115,34 @@ def commit(completion: str, *, plain: bool, think_scratch: bool = True, withdraw
     if found is None:
         return Commitment(None, text=text)
     if withdrawals:
-        found = [s for s in found if not _framed(text, s)]
+        low = text.lower()
         cue = None
-        for cue in _WITHDRAWAL.finditer(text):
-            pass
+        if any(key in low for key in _WITHDRAWAL_KEYS):  # most completions hold no cue: skip the regex
+            for cue in _WITHDRAWAL.finditer(text):
+                pass
+        hypothetical = any(key in low for key in _HYPOTHETICAL_KEYS)
+        echo = any(key in low for key in _ECHO_KEYS)
         if cue is not None:
             # a cue inside a statement ("the answer is actually 5") does not withdraw it
             found = [s for s in found if s.end > cue.start()]
-            if not found:
-                later = last_sentence_answer(text[cue.end() :]) if plain else None
-                return Commitment(later, text=text)
+        kept: list[_Statement] = []
+        for s in reversed(found):  # the last MAX_COMMITTED unframed ones: the cost stays bounded
+            if len(kept) > MAX_COMMITTED:
+                break
+            if not (hypothetical or echo) or not _framed(text, s, hypothetical, echo):
+                kept.append(s)
+        found = kept[::-1]
+        if cue is not None and not found:
+            later = last_sentence_answer(text[cue.end() :]) if plain else None
+            return Commitment(later, text=text)
+    else:
+        found = found[-MAX_COMMITTED - 1 :]
     answer = final_of(text, found, plain=plain)
     if answer is None or not found:
         return Commitment(answer, text=text)
     final = found[-1]
-    sections = [m.start() for m in _FINAL_SECTION.finditer(text, 0, final.end)]
+    # only a section heading near or after the first kept statement can split them
+    sections = [m.start() for m in _FINAL_SECTION.finditer(text, max(0, found[0].start - _CONTEXT), final.end)]
     section = sections[-1] if sections else 0
     others = [s.text for s in found[:-1] if s.start >= section and not s.inline and s.text != answer]
     if answer != final.text:  # a concluding sentence after an equation's box: the box is not a claim
@@ -130,9 +155,9 @@ def commit(completion: str, *, plain: bool, think_scratch: bool = True, withdraw
     return Commitment(answer, tuple(dict.fromkeys(others)), text=text)
 
 
-def _framed(text: str, s: _Statement) -> bool:
+def _framed(text: str, s: _Statement, hypothetical: bool = True, echo: bool = True) -> bool:
     """Whether a statement's own sentence frames it as hypothetical or as a format example."""
     before = _sentence_before(text, s.start)
-    if _HYPOTHETICAL.search(before):
+    if hypothetical and _HYPOTHETICAL.search(before):
         return True
-    return bool(_ECHO.search(before) or _QUOTED.search(before))
+    return echo and bool(_ECHO.search(before) or _QUOTED.search(before))

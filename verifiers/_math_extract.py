@@ -22,6 +22,7 @@ from typing import NamedTuple
 WINDOW = 20_000
 _TAIL = 4000  # markers, #### lines and sentences are looked for this far back
 _MAX_GROUP = 20  # boxes joined into one statement
+_MAX_STATEMENTS = 32  # statements of one kind kept, the last ones (the commitment rules look at fewer)
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _BOX_START = re.compile(r"\\(?:boxed|fbox)")
 _BOX_WORD = re.compile(r"boxed|fbox", re.IGNORECASE)  # with or without its backslash
@@ -147,7 +148,7 @@ def _box_statements(text: str, spans: list[tuple[int, int, str]]) -> list[_State
     kept = [s for s in spans if not _is_placeholder(s[2])]
     found: list[_Statement] = []
     end = len(kept)
-    while end > 0:
+    while end > 0 and len(found) < _MAX_STATEMENTS:  # the last ones: earlier boxes decide nothing
         group, seps = [kept[end - 1]], []
         k = end - 1
         while k > 0:
@@ -211,8 +212,11 @@ def _tidy(content: str) -> str:
 def _marker_statements(text: str, base: int) -> list[_Statement]:
     """Every marker ("the answer is X", "Final answer: X") that states something, in order."""
     found = []
-    markers = sorted([*_MARKER.finditer(text), *_MARKER_INTL.finditer(text)], key=lambda m: m.start())
-    for m in markers:
+    markers = list(_MARKER.finditer(text))
+    low = text.lower()
+    if not text.isascii() or "respuesta" in low or "antwort" in low or "resposta" in low:
+        markers = sorted([*markers, *_MARKER_INTL.finditer(text)], key=lambda m: m.start())
+    for m in markers[-_MAX_STATEMENTS:]:
         start = m.end()
         if not text[start:].split("\n", 1)[0].strip():  # "Answer:" then the value on its own line
             nxt = re.match(r"\s*\n\s*(?=\S)", text[start:])
@@ -271,8 +275,10 @@ def last_sentence_answer(text: str, *, need_cue: bool = False) -> str | None:
 
 def _structured_statements(text: str, base: int) -> list[_Statement]:
     """Answers given as JSON fields or as a fenced block holding only a value."""
-    found = []
-    for m in _JSON_ANSWER.finditer(text):
+    found: list[_Statement] = []
+    if '"' not in text and "```" not in text:
+        return found
+    for m in _JSON_ANSWER.finditer(text) if '"' in text else ():
         value = m.group(2)
         if value is None:
             try:
@@ -280,7 +286,7 @@ def _structured_statements(text: str, base: int) -> list[_Statement]:
             except ValueError:
                 continue
         found.append(_Statement(base + m.start(), base + m.end(), value.strip()))
-    for m in _CODE_VALUE.finditer(text):
+    for m in _CODE_VALUE.finditer(text) if "```" in text else ():
         found.append(_Statement(base + m.start(), base + m.end(), m.group(1)))
     return found
 

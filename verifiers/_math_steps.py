@@ -61,11 +61,17 @@ class _Skip(Exception):
 
 def _normalise(text: str) -> str:
     for old, new in _REPLACE:
-        text = text.replace(old, new)
+        if old in text:
+            text = text.replace(old, new)
+    if "\\" not in text and "^{" not in text:
+        return text
     for _ in range(3):  # nested \frac / ^{...} / \text, at most three deep
-        text = _FRAC.sub(r"((\1)/(\2))", text)
-        text = _EXPONENT.sub(r"^(\1)", text)
-        text = _WRAP.sub(r" \1 ", text)
+        before = text
+        text = _FRAC.sub(r"((\1)/(\2))", text) if "frac" in text else text
+        text = _EXPONENT.sub(r"^(\1)", text) if "^" in text else text
+        text = _WRAP.sub(r" \1 ", text) if "\\" in text else text
+        if text == before:
+            break
     return text
 
 
@@ -110,9 +116,16 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
 
 def first_false_step(text: str) -> str | None:
     """The first equality between plain numbers in ``text`` that does not hold, quoted; else None."""
-    text = _CODE.sub("\n", text[-MAX_CHARS:])
-    steps = [m.group(1) for m in _ANNOTATION.finditer(text)]
-    text = _ANNOTATION.sub(" ", text)
+    text = text[-MAX_CHARS:]
+    if "```" in text:
+        text = _CODE.sub("\n", text)
+    steps = [m.group(1) for m in _ANNOTATION.finditer(text)] if "<<" in text else []
+    if steps:
+        text = _ANNOTATION.sub(" ", text)
+    # only lines with an equality can hold a step: the rest is never normalised or tokenised
+    text = "\n".join(line for line in text.split("\n") if "=" in line or "\u2248" in line or "\\approx" in line or "\\sim" in line)
+    if not text and not steps:
+        return None
     for chunk in steps + [text]:
         found = _check_runs(_normalise(chunk), chunk)
         if found is not None:

@@ -57,6 +57,8 @@ _PMOD = re.compile(r"\(?\s*\\(?:pmod|bmod|mod)\s*(?:\{[^{}]*\}|\d+)\s*\)?\s*$|\(
 
 def unicode_math(s: str) -> str:
     """½ -> (1/2), 2³ -> 2^{3}, 10⁻³ -> 10^{-3}, 1011₂ -> 1011_{2}; a mixed 2½ is 2 + 1/2."""
+    if s.isascii():
+        return s
     for ch, frac in _VULGAR.items():
         if ch in s:
             s = re.sub(rf"(\d)\s*{ch}", rf"(\1+{frac})", s).replace(ch, f"({frac})")
@@ -67,19 +69,29 @@ def unicode_math(s: str) -> str:
 def notation(s: str) -> str:
     """``{n \\choose k}`` -> ``\\binom``, ``{a \\over b}`` -> ``\\frac``, a trailing ``\\pmod{7}`` dropped
     (the residue is the answer), ``\\equiv`` read as ``=``, degrees inside trig functions as radians."""
-    for _ in range(3):
-        s = _CHOOSE.sub(r"\\binom{\1}{\2}", s)
-        s = _OVER.sub(r"\\frac{\1}{\2}", s)
-    if "\\over" in s and s.count("\\over") == 1 and "{" not in s:
-        a, b = s.split("\\over")
-        s = f"\\frac{{{a.strip()}}}{{{b.strip()}}}"
-    s = _PMOD.sub("", s).replace("\\equiv", "=")
-    s = _SET_BUILDER.sub(lambda m: m.group(2) if m.group(1) in m.group(2) else m.group(), s)
-    return _TRIG_DEGREES.sub(r"\1(\2\\pi/180)", s)
+    if "\\" not in s:
+        return s  # every rewrite below starts at a command
+    if "\\choose" in s or "\\over" in s:
+        for _ in range(3):
+            s = _CHOOSE.sub(r"\\binom{\1}{\2}", s)
+            s = _OVER.sub(r"\\frac{\1}{\2}", s)
+        if s.count("\\over") == 1 and "{" not in s:
+            a, b = s.split("\\over")
+            s = f"\\frac{{{a.strip()}}}{{{b.strip()}}}"
+    if "mod" in s:
+        s = _PMOD.sub("", s)
+    s = s.replace("\\equiv", "=")
+    if "\\{" in s:
+        s = _SET_BUILDER.sub(lambda m: m.group(2) if m.group(1) in m.group(2) else m.group(), s)
+    if "circ" in s or "\u00b0" in s or "degree" in s:
+        s = _TRIG_DEGREES.sub(r"\1(\2\\pi/180)", s)
+    return s
 
 
 def unit_of(s: str) -> tuple[str, str | None]:
     """(the answer without a one-letter unit, the canonical unit it ends in or None)."""
+    if not s[-1:].isalpha() and not s.endswith(("}", ".")) and "^" not in s[-8:]:
+        return s, None  # no word at the end: no unit (the common case, decided without a regex)
     m = _TRAILING.search(s, max(0, len(s) - 60))  # a unit is short: a bounded look at the end
     if not m or not re.search(r"\d", s[: m.start()]):
         return s, None
@@ -126,7 +138,7 @@ def _canon(words: str) -> str | None:
 
 def clock(s: str) -> tuple[str, bool]:
     """A time of day with AM/PM as minutes after midnight ("2:30 PM" -> "870"), and whether it was one."""
-    m = _CLOCK.fullmatch(s.strip())
+    m = _CLOCK.fullmatch(s.strip()) if ("m" in s or "M" in s) else None
     if not m:
         return s, False
     hour, minute, half = int(m.group(1)), int(m.group(2) or 0), m.group(3).lower()

@@ -35,6 +35,7 @@ TIMEOUT = "timeout: cannot verify within the time limit"
 NO_ANSWER = "no final answer found"
 CONFLICT = "conflicting final answers"
 MAX_TREE_DEPTH = 120  # far beyond any real answer; keeps every recursive walk of the tree shallow
+_LETTER = re.compile(r"[A-E]")
 _SENTENCE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}\s+[a-zA-Z]{2,}")  # two words, not \commands
 
 __all__ = ["CONFLICT", "FALSE_STEP", "HEDGE", "NO_ANSWER", "TIMEOUT", "MathVerifier", "MathVerifyConfig"]
@@ -273,6 +274,8 @@ def _numeric(node: Node) -> bool:
 
 
 def _gold_choice(gold: str) -> str | None:
+    if not _LETTER.search(gold):
+        return None  # no capital A-E: not a choice (decided without normalising)
     s, _ = clean(gold)
     m = re.fullmatch(r"\(?([A-E])\)?", s.strip())
     return m.group(1) if m else None
