@@ -71,6 +71,10 @@ COMMITMENT = [
      "a check that names an eliminated option concludes nothing"),
     ("B", "The answer is (B).\n\nFinal Answer: (C)\nThe answer is (B).", False, CONFLICT,
      "the final section names two letters"),
+    ("5", "The answer is 5. The answer is 6. The answer is 5. The answer is 6. The answer is 5.", False, CONFLICT,
+     "a repetition loop alternating values commits to neither"),
+    ("5", "The answer is \\boxed{5}.\n" + "Let me think about this more. " * 800, False, NO_ANSWER,
+     "an answer stated far (over 20,000 characters) from the end is not the ending's"),
     # Markdown headers are not GSM8K answer lines
     ("12", "#### Step 1: compute\n3*4 = 12\n#### Step 2: conclude\nSo he has 12 apples.", True, None,
      "'#### Step 2' is a header; the plain ending states 12"),

@@ -64,6 +64,11 @@ LABELS = [
     ("\\{2, 3\\}", _b("x=3, x=2"), True, "named solutions as a set"),
     ("2, 3", _b("x = 2 \\text{ or } x = 4"), False, "one solution wrong"),
     ("2", _b("x = 2 \\text{ or } x = 3"), False, "two solutions for one value is a hedge"),
+    # complex numbers in polar and exponential form
+    ("i", _b("e^{i\\pi/2}"), True, "Euler's formula"),
+    ("1+\\sqrt{3}i", _b("2(\\cos 60^\\circ + i\\sin 60^\\circ)"), True, "polar form with degrees"),
+    ("1+\\sqrt{3}i", _b("2e^{i\\pi/3}"), True, "exponential form"),
+    ("1-i", _b("\\sqrt{2}e^{i\\pi/4}"), False, "the conjugate's angle"),
     # Unicode math
     ("\\frac{1}{2}", _b("½"), True, "a vulgar fraction"),
     ("2\\frac{1}{2}", _b("2½"), True, "a mixed number"),

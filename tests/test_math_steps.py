@@ -99,6 +99,15 @@ def test_step_check_modes(mode, ok, reason, flags):
     assert ("flags" in verdict.to_dict()) is bool(flags)
 
 
+def test_the_toy_trace_of_issue_31_is_not_kept():
+    v = MathVerifier()
+    try:
+        verdict = v.verify({"answer": "2"}, "2=12.2=12. 12*2=15. \\boxed25225=2. \\boxed{2}")
+    finally:
+        v.close()
+    assert (verdict.ok, verdict.reason) == (False, f"{FALSE_STEP}: 2=12.2")
+
+
 def test_steps_inside_a_closed_think_block_are_scratch():
     v = MathVerifier()
     try:
