@@ -42,6 +42,13 @@ COMMITMENT = [
      "a first thought is a draft"),
     ("5", "The answer is actually \\boxed{5}.", True, None,
      "a cue inside the statement itself does not withdraw it"),
+    ("4", "Since 5 isn't prime, the answer is \\boxed{4}.", True, None,
+     "a negation about something else is not a hypothetical answer"),
+    ("C", "Option B is wrong, and the answer is \\boxed{C}.", True, None,
+     "an eliminated option does not frame the answer"),
+    ("5", "I wrote the equation 2x = 10, and the answer is \\boxed{5}.", True, None,
+     "writing an equation is not a draft answer"),
+    ("16", "The answer isn't \\boxed{16}.", False, NO_ANSWER, "a negated answer is not a claim"),
     # echoed format examples
     ("7", "Put the final answer in the format \\boxed{5}. We have 3+4=7, so \\boxed{7}.", True, None,
      "\\boxed{5} introduced by 'format' is the instruction's example"),

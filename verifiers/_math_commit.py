@@ -34,13 +34,13 @@ _THINK_OPEN = re.compile(r"<think(?:ing)?>", re.I)
 _THINK_CLOSE = re.compile(r"</think(?:ing)?>", re.I)
 # A statement framed as not the answer, said earlier in its own sentence.
 _HYPOTHETICAL = re.compile(
-    r"\b(?:might|may|could|would)\s+(?:\w+\s+)?(?:think|say|guess|assume|expect|conclude|answer|get)\b"
+    r"\b(?:might|may|could|would)\s+(?:\w+\s+)?(?:think|say|guess|assume|expect|conclude|answer)\b"
     r"|\btempt(?:ing|ed)\b|\bcommon\s+(?:mistake|error|pitfall|trap|misconception)\b|\bmistaken(?:ly)?\b"
-    r"|\bnaive(?:ly)?\b|\bincorrect(?:ly)?\b|\bwrong(?:ly)?\b|\berroneous(?:ly)?\b|\bsuppose\b"
-    r"|\bif\s+(?:we|you|one|i)\s+(?:had|were|forgot|ignore[ds]?|did\s*n[o']t|mis\w+)\b"
-    r"|\b(?:i|we)\s+(?:first\s+|initially\s+|originally\s+)?(?:thought|guessed|assumed|wrote|believed)\b"
+    r"|\bnaive(?:ly)?\b|\b(?:wrong|incorrect|erroneous)\s+(?:answer|result|value|guess)\b|\b(?:wrong|incorrect|erroneous)ly\b"
+    r"|\bsuppose\b|\bif\s+(?:we|you|one|i)\s+(?:had|were|forgot|ignore[ds]?|did\s*n[o']t|mis\w+)\b"
+    r"|\b(?:i|we)\s+(?:thought|guessed)\b|\b(?:i|we)\s+(?:first|initially|originally)\s+(?:\w+\s+)?(?:thought|guessed|assumed|wrote|believed|got)\b"
     r"|\b(?:first|initial|earlier|previous)\s+(?:thought|guess|attempt|draft|answer)\b|\binitially\b|\bat\s+first\b"
-    r"|\bnot\s+(?:the\s+(?:final\s+)?answer|correct)\b|\bisn'?t\b|\bwasn'?t\b",
+    r"|\bnot\s+(?:the\s+(?:final\s+)?answer|correct)\b|\b(?:answer|result|it)\s+(?:isn'?t|is\s+not|wasn'?t|was\s+not)\b",
     re.I,
 )
 # A box introduced as an example of the format, not as the answer.
@@ -71,8 +71,7 @@ _WITHDRAWAL_KEYS = (
 )
 _HYPOTHETICAL_KEYS = (
     "might", "may ", "could", "would", "tempt", "common", "mistaken", "naive", "incorrect", "wrong", "erroneous",
-    "suppose", "if ", "thought", "guessed", "assumed", "wrote", "believed", "first", "initial", "earlier",
-    "previous", "not ", "isn", "wasn",
+    "suppose", "if ", "thought", "guessed", "first", "initial", "earlier", "previous", "not", "isn", "wasn",
 )
 _ECHO_KEYS = ("e.g.", "for example", "for instance", "such as", "like this", "like so", "form", "template", "`", '"', "'", "\u201c", "\u2018")
 UNCLOSED = "reasoning block never closed: no committed answer"
