@@ -134,3 +134,23 @@ def test_commitment_options(change, gold, completion, default, changed):
 
 def test_hedge_still_beats_commitment(verifier):
     assert verifier.verify({"answer": "6"}, "\\boxed{6} or perhaps \\boxed{7}").reason == HEDGE
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "Wait, the answer is 5. " * 2000,
+        "\\boxed{1} \\boxed{2}\n" * 5000,
+        "#### 1\n#### 2\n" * 3000,
+        '{"answer": 1} ' * 2000,
+        "One might think the answer is 3. " * 1000 + "\\boxed{2}",
+        "<think>" + "x" * 100_000,
+        "1+1=2, " * 5000 + "\\boxed{2}",
+        "<<2*3=6>>" * 3000 + "\\boxed{2}",
+    ],
+    ids=["withdrawals", "boxes", "hash-lines", "json", "hypotheticals", "unclosed-think", "steps", "annotations"],
+)
+def test_many_statements_stay_bounded(verifier, completion):
+    # Every scan is linear and the statements weighed are capped; the verdict is an ordinary one.
+    verdict = verifier.verify({"answer": "2"}, completion)
+    assert verdict.ok in (True, False) and verdict.reason

@@ -79,6 +79,7 @@ def test_step_check_is_bounded():
     # a long completion of many steps and a wall of towers: one linear pass each
     assert first_false_step("So 3 + 4 = 7 apples and 2*3=6. " * 600) is None
     assert first_false_step("9^9^9^9^9^9 = 3 " * 1000) is None
+    assert first_false_step("1+1=2, " * 5000) is None  # the scan window does not cut a step in half
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,10 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
 
 def first_false_step(text: str) -> str | None:
     """The first equality between plain numbers in ``text`` that does not hold, quoted; else None."""
-    text = text[-MAX_CHARS:]
+    if len(text) > MAX_CHARS:
+        text = text[-MAX_CHARS:]
+        cut = text.find("\n", 0, 2000)
+        text = text[cut + 1 :] if cut >= 0 else text.split(None, 1)[-1]  # no half-cut step at the start
     if "```" in text:
         text = _CODE.sub("\n", text)
     steps = [m.group(1) for m in _ANNOTATION.finditer(text)] if "<<" in text else []
@@ -217,8 +220,8 @@ def _value(seg: list[tuple[str, str, int]], *, first: bool, before: tuple[str, s
     items = [t for t in seg if t[0] != "unit"]
     if not items or any(t[0] == "sym" for t in items):
         raise _Skip()
-    if first and items[0][1] == "-" and before[0] == "brk" and before[1].isalpha():
-        raise _Skip()  # "cost - 3 = 7": the minus is binary, its left operand a word
+    if first and (items[0][1] == "+" or (items[0][1] == "-" and before[1].isalpha())):
+        raise _Skip()  # "cost - 3 = 7", "... + 3 = 7": the operator is binary, its left operand not a number
     parser = _Parser(items)
     value = parser.expr()
     if parser.i != len(items):
