@@ -2,9 +2,11 @@
 
 Run: ``.venv/bin/python -m benchmarks.bench_math_verify [--rounds 3] [--show-wrong]``
 
-Two tables: the regression table ``tests/math_cases.py`` (written with the verifier), and
+Three tables: the regression table ``tests/math_cases.py`` (written with the verifier),
 ``REAL_CASES`` below, real-style completion endings written for this benchmark and used by no
-test (final-answer choice, hedging, exactness, plain GSM8K endings, MATH-style answers).
+test (final-answer choice, hedging, exactness, plain GSM8K endings, MATH-style answers), and the
+reasoning-output tables of the tests (commitment rules, label-sensitive values, other surfaces,
+and each step-check row as a trace with a right final answer: kept only when its steps hold).
 For each table and grader it prints accuracy, throughput and, per category, the right
 count and the number of *accepted wrong answers* (a pass where the expected verdict is not a
 pass: what would be trained on). Accuracy counts a case right when
@@ -114,6 +116,20 @@ REAL_CASES: list[Case] = [
 ]
 
 
+def _issue_cases() -> list[Case]:
+    """The reasoning-output tables of the tests (commitment, step check, labels, surfaces) as cases."""
+    from tests.test_math_commit import COMMITMENT
+    from tests.test_math_labels import LABELS, SURFACES
+    from tests.test_math_steps import STEPS
+
+    cases = [Case(g, c, ok, "commit") for g, c, ok, _, _ in COMMITMENT]
+    cases += [Case(g, c, ok, "labels") for g, c, ok, _ in LABELS]
+    cases += [Case(g, c, ok, "surface") for g, c, ok, _ in SURFACES]
+    # a step table row as a trace whose final answer is right: kept only when every step holds
+    cases += [Case("1", f"{text}\n\n#### 1", false is None, "steps") for text, false, _ in STEPS if "boxed" not in text]
+    return cases
+
+
 def _ours() -> Callable[[Case], bool | None]:
     from verifiers import math_verifier
 
@@ -211,7 +227,11 @@ def main() -> None:
     parser.add_argument("--show-wrong", action="store_true", help="List each grader's misses.")
     args = parser.parse_args()
 
-    tables = (("regression table (tests/math_cases.py)", list(CASES)), ("real-style set (REAL_CASES)", list(REAL_CASES)))
+    tables = (
+        ("regression table (tests/math_cases.py)", list(CASES)),
+        ("real-style set (REAL_CASES)", list(REAL_CASES)),
+        ("reasoning-output tables (tests/test_math_commit, _labels, _steps)", _issue_cases()),
+    )
     ours_check = _ours()
     ours = [_run(ours_check, cases, args.rounds) for _, cases in tables]
     ours_check.close()

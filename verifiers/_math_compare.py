@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 from verifiers._math_eval import approx, decimal_places, exact, has_decimal, symbols
 from verifiers._math_parse import Node
 from verifiers._math_sympy import WorkerTimeout
+from verifiers._math_units import clock_24, in_base
 
 if TYPE_CHECKING:
     from verifiers.math_verifier import MathVerifier
 
 _STRUCTURES = {
-    "tuple", "set", "list", "interval", "union", "matrix", "eq", "rel", "text", "choice", "pct",
+    "tuple", "set", "list", "interval", "union", "matrix", "eq", "rel", "rel2", "text", "choice", "pct",
 }
 _HUNDRED: Node = ("num", Fraction(100), False)
 _FLIPPED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "!=": "!="}
@@ -35,9 +36,27 @@ class _Undecided(Exception):
     """The comparison hit a size guard (recorded as the reason)."""
 
 
-def _apply_units(gold: tuple, pred: tuple) -> tuple[Node, Node]:
+def label_conflict(gold: tuple, pred: tuple, pred_raw: str) -> str | None:
+    """Why two answers cannot be the same value whatever their numbers: different units, a time of
+    day against something else. None when their labels agree (or one side has none)."""
+    gf, pf = dict(gold[1]), dict(pred[1])
+    if gf.get("unit") and pf.get("unit") and gf["unit"] != pf["unit"]:
+        return f"unit mismatch: {pf['unit']} for {gf['unit']}"
+    if gf.get("clock") and not pf.get("clock") and clock_24(pred_raw) is None:
+        return "expected a time of day (with AM/PM or as 24-hour hh:mm)"
+    return None
+
+
+def _apply_units(gold: tuple, pred: tuple, pred_raw: str = "") -> tuple[Node, Node]:
     (g, gflags), (p, pflags) = gold, pred
     gf, pf = dict(gflags), dict(pflags)
+    if gf.get("clock") and not pf.get("clock") and clock_24(pred_raw) is not None:
+        p = ("num", Fraction(clock_24(pred_raw)), 0)  # type: ignore[arg-type]
+    base = gf.get("base")
+    if base and base != 10 and not pf.get("base") and p[0] == "num" and not p[2] and p[1].denominator == 1:
+        # the gold asks for base-2 digits: a bare "1011" is those digits, not one thousand and eleven
+        value = in_base(str(p[1].numerator), base)
+        p = ("num", Fraction(value), 0) if value is not None else ("text", str(p[1]))
     if pf.get("cents") and gf.get("dollars") and not pf.get("dollars"):
         p = ("/", p, _HUNDRED)
     elif gf.get("cents") and pf.get("dollars") and not gf.get("dollars"):
@@ -65,6 +84,11 @@ class _Check:
             if gt == "pct":
                 return self.match(gi, pi) or self.match(("/", gi, _HUNDRED), pi)
             return self.match(gi, pi) or self.match(gi, ("/", pi, _HUNDRED))
+        if (_inequality(g) or _inequality(p)) and not gt == pt == "rel":
+            # x > 3 is (3, \infty); 2 < x \le 5 is (2, 5]; "x < -1 or x > 1" is a union
+            gi, pi = _as_interval(g), _as_interval(p)
+            if gi is not None and pi is not None and (gi, pi) != (g, p):
+                return self.match(gi, pi)
         if gt == "eq" or pt == "eq":
             return self.equation(g, p)
         if gt == "list" or pt == "list" or gt == "set" or pt == "set":
@@ -233,6 +257,47 @@ def _maybe_proportional(e1: Node, e2: Node) -> bool:
             return True  # cancelled to (nearly) nothing: let sympy decide
         ratios.append(fa[0] / fb[0])
     return abs(ratios[0] - ratios[1]) <= 1e-6 * max(abs(ratios[0]), abs(ratios[1]), 1e-12)
+
+
+def _inequality(node: Node) -> bool:
+    """An inequality, or a list of them ("x < -1 or x > 1")."""
+    if node[0] == "list":
+        return bool(node[1]) and all(item[0] in ("rel", "rel2") for item in node[1])
+    return node[0] in ("rel", "rel2")
+
+
+_OO: Node = ("const", "oo")
+_LOWER = {"<": False, "<=": True}
+
+
+def _as_interval(node: Node) -> Node | None:
+    """An inequality in one variable as the interval (or union) it denotes; other nodes unchanged."""
+    tag = node[0]
+    if tag in ("interval", "union"):
+        return node
+    if tag == "tuple" and len(node[1]) == 2:
+        return ("interval", False, node[1][0], node[1][1], False)  # "(3, \infty)" against an inequality
+    if tag == "list":
+        items = [_as_interval(item) for item in node[1]]
+        if all(item is not None and item[0] == "interval" for item in items):
+            return ("union", tuple(items))  # type: ignore[arg-type]
+        return None
+    if tag == "rel" and node[1] != "!=":
+        op, a, b = node[1], node[2], node[3]
+        if a[0] != "sym" and b[0] == "sym":
+            op, a, b = _FLIPPED[op], b, a
+        if a[0] != "sym" or symbols(b):
+            return None
+        if op in ("<", "<="):
+            return ("interval", False, ("neg", _OO), b, op == "<=")
+        return ("interval", op == ">=", b, _OO, False)
+    if tag == "rel2" and node[3][0] == "sym" and not symbols(node[2]) and not symbols(node[5]):
+        op1, low, op2, high = node[1], node[2], node[4], node[5]
+        if op1 in (">", ">=") and op2 in (">", ">="):
+            op1, low, op2, high = _FLIPPED[op2], high, _FLIPPED[op1], low
+        if op1 in _LOWER and op2 in _LOWER:
+            return ("interval", _LOWER[op1], low, high, _LOWER[op2])
+    return None
 
 
 def _as_sequence(node: Node) -> tuple | None:

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 
+STEP_MODES = ("reject", "flag", "off")
+
+
 @dataclass(frozen=True)
 class MathVerifyConfig:
     """Policy options of :class:`verifiers.math_verifier.MathVerifier`."""
@@ -47,6 +50,38 @@ class MathVerifyConfig:
             "then 12.49 or 12.5000001 is a wrong answer for 12.5."
         },
     )
+    think_scratch: bool = field(
+        default=True,
+        metadata={
+            "help": "A <think>...</think> block is scratch space: only the text after the last closed block "
+            "can state the answer, and a block never closed states nothing. False: think tags are plain text."
+        },
+    )
+    withdrawals: bool = field(
+        default=True,
+        metadata={
+            "help": "Statements taken back or framed as not the answer do not count: before a withdrawal "
+            "('wait', 'that's wrong', 'actually', 'oops'), hypothetical ('one might think the answer is 16', "
+            "'a common mistake is'), or echoed as a format example ('e.g. \\boxed{5}'). False: every "
+            "statement counts and the last one wins."
+        },
+    )
+    conflicting_answers: bool = field(
+        default=True,
+        metadata={
+            "help": "Committed statements that disagree (two different boxes, two different #### lines, a "
+            "final-answer section and a trailing check concluding another value) fail the trace. False: the "
+            "last statement wins."
+        },
+    )
+    step_check: str = field(
+        default="reject",
+        metadata={
+            "help": "Every equality between plain numbers in the committed text (3 * 4 = 12, <<48/2=24>>) "
+            "is evaluated exactly. 'reject': a false one fails the trace; 'flag': the verdict keeps its "
+            "ok and carries the flag 'false step: ...'; 'off': no step check."
+        },
+    )
     rel_tol: float = field(
         default=1e-6,
         metadata={
@@ -60,6 +95,8 @@ class MathVerifyConfig:
             value = getattr(self, f.name)
             if f.type in ("bool", bool) and not isinstance(value, bool):
                 raise TypeError(f"MathVerifyConfig.{f.name} must be true or false, got {value!r}")
+        if self.step_check not in STEP_MODES:
+            raise ValueError(f"MathVerifyConfig.step_check must be one of {STEP_MODES}, got {self.step_check!r}")
         if isinstance(self.rel_tol, bool) or not isinstance(self.rel_tol, (int, float)):
             raise TypeError(f"MathVerifyConfig.rel_tol must be a number, got {self.rel_tol!r}")
         if not (math.isfinite(self.rel_tol) and 0 <= self.rel_tol < 0.1):

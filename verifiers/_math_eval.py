@@ -76,6 +76,11 @@ def _exact(node: Node) -> Fraction | None:
         if v is None or v.denominator != 1 or not 0 <= v <= MAX_FACTORIAL:
             return None
         return Fraction(math.factorial(int(v)))
+    if tag == "!!":
+        v = _exact(node[1])
+        if v is None or v.denominator != 1 or not 0 <= v <= MAX_FACTORIAL:
+            return None
+        return Fraction(math.prod(range(int(v), 0, -2)))
     if tag == "binom":
         n, k = _exact(node[1]), _exact(node[2])
         if n is None or k is None or n.denominator != 1 or k.denominator != 1:

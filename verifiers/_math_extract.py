@@ -14,6 +14,7 @@ model output).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import NamedTuple
 
@@ -21,6 +22,7 @@ from typing import NamedTuple
 WINDOW = 20_000
 _TAIL = 4000  # markers, #### lines and sentences are looked for this far back
 _MAX_GROUP = 20  # boxes joined into one statement
+_MAX_STATEMENTS = 32  # statements of one kind kept, the last ones (the commitment rules look at fewer)
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _BOX_START = re.compile(r"\\(?:boxed|fbox)")
 _BOX_WORD = re.compile(r"boxed|fbox", re.IGNORECASE)  # with or without its backslash
@@ -63,6 +65,21 @@ _CUE = re.compile(r"\b(?:so|thus|therefore|hence|total|altogether|in all|overall
 _CLAUSE_SPLIT = re.compile(
     r"[,;:]\s+|\s(?=(?:so|thus|therefore|hence|which|giving|making|meaning|then)\b)", re.I
 )
+# "the answer is" in other languages (Chinese, Spanish, French, German, Portuguese, Russian)
+_MARKER_INTL = re.compile(
+    r"(?:最终)?答案(?:是|为|:|：)[ \t]*|\b(?:la\s+)?respuesta(?:\s+final)?\s+es\b[ \t]*:?"
+    r"|\bla\s+réponse(?:\s+finale)?\s+est\b[ \t]*:?|\bdie\s+(?:endgültige\s+)?antwort\s+(?:ist|lautet)\b[ \t]*:?"
+    r"|\ba\s+resposta(?:\s+final)?\s+é\b[ \t]*:?|ответ[ \t]*:[ \t]*",
+    re.IGNORECASE,
+)
+# {"answer": 42} / {"final_answer": "\\frac{1}{2}"}: an answer given as JSON
+_JSON_ANSWER = re.compile(
+    r'"(?:final_?answer|answer|result)"\s*:\s*(?:"((?:[^"\\\n]|\\.){1,200})"|(-?\d[\d.,eE+\-/]{0,40}))', re.I
+)
+# a fenced block holding only a number (tool output, "```\n42\n```")
+_CODE_VALUE = re.compile(r"```[a-z]*[ \t]*\n?[ \t]*(\$?-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)[ \t]*\n?```")
+# A Markdown header after "####" ("#### Step 2: add", "#### Solution") is not a GSM8K answer line.
+_HEADER = re.compile(r"(?:step|part|solution|final|answer|problem|question|case|method|verification|check|summary)\b", re.I)
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\\?\$)?\d(?:\d|,\d{3})*(?:\.\d+)?(?:\s*\\?%)?(?![\w])")
 
 
@@ -125,30 +142,35 @@ def _joiner(between: str) -> str | None:
     return " or perhaps " if _TENTATIVE & set(words) else ", "
 
 
-def _last_box_statement(text: str, spans: list[tuple[int, int, str]]) -> _Statement | None:
-    """The last box with the boxes joined to it (at most ``_MAX_GROUP``: a longer list is a
-    hedge whichever boxes it keeps)."""
+def _box_statements(text: str, spans: list[tuple[int, int, str]]) -> list[_Statement]:
+    """Every box statement, in order: each box with the boxes joined to it (at most ``_MAX_GROUP``:
+    a longer list is a hedge whichever boxes it keeps)."""
     kept = [s for s in spans if not _is_placeholder(s[2])]
-    if not kept:
-        return None
-    group, seps = [kept[-1]], []
-    for prev in reversed(kept[:-1]):
-        sep = _joiner(text[prev[1] : group[0][0]])
-        if sep is None or len(group) >= _MAX_GROUP:
-            break
-        group.insert(0, prev)
-        seps.insert(0, sep)
-    parts: list[str] = []
-    joined = ""
-    for n, (_, _, content) in enumerate(group):
-        content = content.strip()
-        if content in parts:
-            continue  # the same box repeated is one answer
-        joined += (seps[n - 1] if parts else "") + content
-        parts.append(content)
-    start = group[0][0]
-    before = text[max(0, start - 3) : start].rstrip(" $")
-    return _Statement(start, group[-1][1], joined, before.endswith("="))
+    found: list[_Statement] = []
+    end = len(kept)
+    while end > 0 and len(found) < _MAX_STATEMENTS:  # the last ones: earlier boxes decide nothing
+        group, seps = [kept[end - 1]], []
+        k = end - 1
+        while k > 0:
+            sep = _joiner(text[kept[k - 1][1] : group[0][0]])
+            if sep is None or len(group) >= _MAX_GROUP:
+                break
+            group.insert(0, kept[k - 1])
+            seps.insert(0, sep)
+            k -= 1
+        end = k
+        parts: list[str] = []
+        joined = ""
+        for n, (_, _, content) in enumerate(group):
+            content = content.strip()
+            if content in parts:
+                continue  # the same box repeated is one answer
+            joined += (seps[n - 1] if parts else "") + content
+            parts.append(content)
+        start = group[0][0]
+        before = text[max(0, start - 3) : start].rstrip(" $")
+        found.append(_Statement(start, group[-1][1], joined, before.endswith("=")))
+    return found[::-1]
 
 
 def _sentence_end(text: str, i: int, limit: int = 500) -> int:
@@ -180,15 +202,21 @@ def _sentence_end(text: str, i: int, limit: int = 500) -> int:
 
 
 def _tidy(content: str) -> str:
-    content = content.strip().replace("**", "").replace("__", "")
+    content = content.strip().replace("**", "").replace("__", "").strip("`").rstrip("。")
     content = _FILLER.sub("", content).strip()
     content = _NEGATED.sub("", content).strip().rstrip(" .,;:").strip()
     wrapped = re.fullmatch(r"\$+([^$]+)\$+|\\\((.+)\\\)", content, re.DOTALL)
     return (wrapped.group(1) or wrapped.group(2)).strip() if wrapped else content
 
 
-def _last_marker_statement(text: str, base: int) -> _Statement | None:
-    for m in reversed(list(_MARKER.finditer(text))):  # the last one that states something
+def _marker_statements(text: str, base: int) -> list[_Statement]:
+    """Every marker ("the answer is X", "Final answer: X") that states something, in order."""
+    found = []
+    markers = list(_MARKER.finditer(text))
+    low = text.lower()
+    if not text.isascii() or "respuesta" in low or "antwort" in low or "resposta" in low:
+        markers = sorted([*markers, *_MARKER_INTL.finditer(text)], key=lambda m: m.start())
+    for m in markers[-_MAX_STATEMENTS:]:
         start = m.end()
         if not text[start:].split("\n", 1)[0].strip():  # "Answer:" then the value on its own line
             nxt = re.match(r"\s*\n\s*(?=\S)", text[start:])
@@ -199,16 +227,18 @@ def _last_marker_statement(text: str, base: int) -> _Statement | None:
             continue  # "the answer is \boxed{5}": the box is the statement
         content = _tidy(raw)
         if not _NOT_AN_ANSWER.match(content):
-            return _Statement(base + m.start(), base + end, content)
-    return None
+            found.append(_Statement(base + m.start(), base + end, content))
+    return found
 
 
-def _last_hash_statement(text: str, base: int) -> _Statement | None:
-    for m in reversed(list(re.finditer(r"^[ \t]*####[ \t]*(.*)$", text, re.MULTILINE))):
+def _hash_statements(text: str, base: int) -> list[_Statement]:
+    """Every GSM8K ``#### X`` answer line, in order; a Markdown header (``#### Step 2: ...``) is none."""
+    found = []
+    for m in re.finditer(r"^[ \t]*####[ \t]*(.*)$", text, re.MULTILINE):
         content = _tidy(m.group(1))
-        if content:
-            return _Statement(base + m.start(), base + m.end(), content)
-    return None
+        if content and not _HEADER.match(content):
+            found.append(_Statement(base + m.start(), base + m.end(), content))
+    return found
 
 
 def last_sentence_answer(text: str, *, need_cue: bool = False) -> str | None:
@@ -243,25 +273,60 @@ def last_sentence_answer(text: str, *, need_cue: bool = False) -> str | None:
     return None
 
 
-def extract_answer(completion: str, *, plain: bool = False) -> str | None:
-    """The final answer string of ``completion``, or None when it states none.
+def _structured_statements(text: str, base: int) -> list[_Statement]:
+    """Answers given as JSON fields or as a fenced block holding only a value."""
+    found: list[_Statement] = []
+    if '"' not in text and "```" not in text:
+        return found
+    for m in _JSON_ANSWER.finditer(text) if '"' in text else ():
+        value = m.group(2)
+        if value is None:
+            try:
+                value = json.loads(f'"{m.group(1)}"')
+            except ValueError:
+                continue
+        found.append(_Statement(base + m.start(), base + m.end(), value.strip()))
+    for m in _CODE_VALUE.finditer(text) if "```" in text else ():
+        found.append(_Statement(base + m.start(), base + m.end(), m.group(1)))
+    return found
 
-    ``plain``: also read plain endings by their last sentence (see the module docstring);
-    meant for numeric gold answers only.
+
+def statements(text: str) -> list[_Statement] | None:
+    """Every final-answer statement of ``text`` (a completion's last ``WINDOW`` characters), by start.
+
+    None when a box is left unclosed (the completion was cut off before its answer closed).
     """
-    text = completion[-WINDOW:]
     spans = _box_spans(text)
     if spans is None:
         return None
     base = max(0, len(text) - _TAIL)
     tail = text[base:]
-    found = (_last_box_statement(text, spans), _last_marker_statement(tail, base), _last_hash_statement(tail, base))
-    statements = [s for s in found if s is not None]
-    if not statements:
+    found = _box_statements(text, spans) + _marker_statements(tail, base) + _hash_statements(tail, base)
+    found += _structured_statements(tail, base)
+    return sorted(found, key=lambda s: s.start)
+
+
+def final_of(text: str, found: list[_Statement], *, plain: bool) -> str | None:
+    """The answer the last of ``found`` states (or, with ``plain``, the plain ending of ``text``)."""
+    if not found:
         return last_sentence_answer(text) if plain else None
-    final = max(statements, key=lambda s: s.start)
+    final = found[-1]
     if plain and final.inline:
         later = last_sentence_answer(text[final.end :], need_cue=True)
         if later is not None:
             return later
     return final.text or None
+
+
+def extract_answer(completion: str, *, plain: bool = False) -> str | None:
+    """The final answer string of ``completion``, or None when it states none (the last statement
+    wins; the verifier applies the commitment rules of ``_math_commit`` on top).
+
+    ``plain``: also read plain endings by their last sentence (see the module docstring);
+    meant for numeric gold answers only.
+    """
+    text = completion[-WINDOW:]
+    found = statements(text)
+    if found is None:
+        return None
+    return final_of(text, found, plain=plain)

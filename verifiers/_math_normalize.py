@@ -10,6 +10,9 @@ as flags for the comparison.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from verifiers._math_units import clock, notation, unicode_math, unit_of
 
 MAX_ANSWER_CHARS = 1000
 
@@ -31,7 +34,7 @@ GREEK = {
 _UNICODE = {
     "π": "\\pi ", "∞": "\\infty ", "√": "\\sqrt ", "×": "\\times ", "·": "\\cdot ",
     "−": "-", "–": "-", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "∪": "\\cup ", "÷": "\\div ",
-    "°": "", "∅": "\\emptyset ", "≈": "\\approx ",
+    "°": "^\\circ", "∅": "\\emptyset ", "≈": "\\approx ",
 }
 _DROP = (
     "\\left", "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr", "\\big", "\\Big",
@@ -63,14 +66,17 @@ _HEDGE_SIGNAL = re.compile(
 )
 
 
-def clean(answer: str) -> tuple[str, dict[str, bool]]:
+def clean(answer: str) -> tuple[str, dict[str, Any]]:
     """String-level normalisation; returns the cleaned string and unit flags."""
     s = answer.strip()
     if len(s) > MAX_ANSWER_CHARS:
         raise ParseError(f"answer longer than {MAX_ANSWER_CHARS} characters")
-    flags = {"percent": False, "degrees": False, "dollars": False, "text": False, "tentative": False}
+    flags: dict[str, Any] = {"percent": False, "degrees": False, "dollars": False, "text": False, "tentative": False}
+    s = notation(unicode_math(s))
     for old, new in _UNICODE.items():
         s = s.replace(old, new)
+    s, flags["clock"] = clock(s)
+    s, flags["unit"] = unit_of(s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("{,}", ",")
     for token in _DROP:
         s = s.replace(token, "")

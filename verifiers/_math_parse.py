@@ -7,10 +7,10 @@ token counts and nesting are capped so that a hostile answer cannot stall it.
 
 Nodes: ("num", Fraction, places) with places the digits written after a decimal point (0 for an
 integer, so it doubles as "is a decimal") ("sym", name) ("const", "pi"|"E"|"I"|"oo")
-("+"|"-"|"*"|"/"|"^", a, b) ("neg", a) ("!", a) ("sqrt", a, index|None) ("fn", name, args)
+("+"|"-"|"*"|"/"|"^", a, b) ("neg", a) ("!"|"!!", a) ("sqrt", a, index|None) ("fn", name, args)
 ("abs"|"floor"|"ceil", a) ("binom", n, k); structures: ("tuple"|"set"|"list", items)
 ("interval", left_closed, a, b, right_closed) ("union", items) ("matrix", rows)
-("eq", lhs, rhs) ("rel", op, lhs, rhs) ("text", words) ("pct", a).
+("eq", lhs, rhs) ("rel", op, lhs, rhs) ("rel2", op, a, x, op, b) ("text", words) ("pct", a).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 from verifiers._math_normalize import FUNCS, GREEK, ParseError, clean, mixed_numbers
 from verifiers._math_tokenize import tokenize
+from verifiers._math_units import in_base
 
 Node = tuple[Any, ...]
 MAX_DEPTH = 60
@@ -43,7 +44,9 @@ def parse_answer(answer: str) -> tuple[Node, dict[str, bool]]:
         if den and num < den:
             value = whole + Fraction(num, den)
             return ("num", -value if sign else value, False), flags
-    node = _Parser(tokenize(mixed_numbers(s))).parse_top()
+    parser = _Parser(tokenize(mixed_numbers(s)))
+    node = parser.parse_top()
+    flags["base"] = parser.bases[-1] if parser.bases else None
     if flags["percent"]:
         node = ("pct", node)
     return node, flags
@@ -64,6 +67,7 @@ class _Parser:
         self.i = 0
         self.depth = 0
         self.abs_depth = 0
+        self.bases: list[int] = []
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -110,6 +114,10 @@ class _Parser:
                 while self.accept("="):  # "x = 2 + 1 = 3" states x = 3
                     right = self.parse_union()
                 return ("eq", left, right)
+            nxt = self.peek()
+            if nxt is not None and nxt[0] == "op" and nxt[1] in _RELATIONS - {"=", "!="}:
+                self.i += 1  # "2 < x \le 5": a chained inequality
+                return ("rel2", op[1], left, right, nxt[1], self.parse_union())
             return ("rel", op[1], left, right)
         return left
 
@@ -201,13 +209,26 @@ class _Parser:
         node = self.parse_atom()
         while True:
             if self.accept("!"):
-                node = ("!", node)
+                node = ("!!", node) if self.accept("!") else ("!", node)  # 5!! is 5*3*1, not (5!)!
             elif self.accept("_"):
                 sub = self.raw_arg()
                 if node[0] == "sym":
                     node = ("sym", f"{node[1]}_{sub}")
+                elif node[0] == "num" and not node[2]:
+                    node = self.based(node, sub)
             else:
                 return node
+
+    def based(self, node: Node, sub: str) -> Node:
+        """``1011_2``: the digits read in the subscript's base (2-36); the base is kept in ``self.bases``."""
+        base = sub.strip("()")
+        if not base.isdigit():
+            raise ParseError(f"unsupported subscript {sub!r}")
+        value = in_base(str(node[1].numerator), int(base))
+        if value is None:
+            raise ParseError(f"{node[1]} is not a numeral in base {base}")
+        self.bases.append(int(base))
+        return ("num", Fraction(value), 0)
 
     def raw_arg(self) -> str:
         """A subscript's text: "{10}" -> "10", "n" -> "n"."""

@@ -68,6 +68,11 @@ def to_sympy(node: Node) -> Any:
         if isinstance(arg, sp.Integer) and arg > MAX_FACTORIAL * 4:
             raise TooLarge("factorial too large")
         return sp.factorial(arg)
+    if tag == "!!":
+        arg = to_sympy(node[1])
+        if not isinstance(arg, sp.Integer) or arg > MAX_FACTORIAL * 4:
+            raise TooLarge("double factorial too large")
+        return sp.factorial2(arg)
     if tag == "binom":
         n = to_sympy(node[1])
         if isinstance(n, sp.Integer) and n > MAX_FACTORIAL * 4:

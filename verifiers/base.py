@@ -20,10 +20,15 @@ class Verdict:
     ok: bool | None
     reason: str
     answer: str | None = None
+    flags: tuple[str, ...] = ()  # observations that did not decide ``ok`` (e.g. a false step, flagged)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as written under ``verdict`` in record files."""
-        return asdict(self)
+        """JSON-ready form, as written under ``verdict`` in record files (``flags`` only when set)."""
+        out = asdict(self)
+        flags = out.pop("flags")
+        if flags:
+            out["flags"] = list(flags)
+        return out
 
 
 @runtime_checkable

@@ -19,8 +19,11 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 from verifiers._math_config import MathVerifyConfig
-from verifiers._math_extract import extract_answer, last_sentence_answer
-from verifiers._math_compare import _STRUCTURES, _apply_units, _Check, _Undecided
+from verifiers._math_choice import options
+from verifiers._math_commit import Commitment, commit
+from verifiers._math_extract import last_sentence_answer
+from verifiers._math_steps import FALSE_STEP, first_false_step
+from verifiers._math_compare import _STRUCTURES, _apply_units, _Check, _Undecided, label_conflict
 from verifiers._math_eval import exact, symbols
 from verifiers._math_normalize import ParseError, choice_letters, clean, hedge_signal
 from verifiers._math_parse import Node, parse_answer
@@ -29,10 +32,13 @@ from verifiers.base import Verdict
 
 HEDGE = "several answers given where one is expected"
 TIMEOUT = "timeout: cannot verify within the time limit"
+NO_ANSWER = "no final answer found"
+CONFLICT = "conflicting final answers"
 MAX_TREE_DEPTH = 120  # far beyond any real answer; keeps every recursive walk of the tree shallow
+_LETTER = re.compile(r"[A-E]")
 _SENTENCE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}\s+[a-zA-Z]{2,}")  # two words, not \commands
 
-__all__ = ["HEDGE", "TIMEOUT", "MathVerifier", "MathVerifyConfig"]
+__all__ = ["CONFLICT", "FALSE_STEP", "HEDGE", "NO_ANSWER", "TIMEOUT", "MathVerifier", "MathVerifyConfig"]
 
 
 def _depth(node: Node) -> int:
@@ -125,16 +131,21 @@ class MathVerifier:
         except ParseError as exc:
             return Verdict(None, f"cannot parse gold answer: {exc}")
         if gold_letter is not None:
-            return self._verify_choice(gold_letter, completion)
+            return self._verify_choice(gold_letter, completion, _prompt_options(problem))
         gold = _parse(gold_raw)
         if isinstance(gold, ParseError):
             return Verdict(None, f"cannot parse gold answer: {gold}")
-        # A completion cut off at the token limit ends mid-thought: its last sentence concludes nothing.
-        cut_off = problem.get("finish_reason") == "length"
-        plain = self.config.last_sentence and not cut_off and _numeric(gold[0])
-        pred_raw = extract_answer(completion, plain=plain)
+        plain = self.config.last_sentence and _numeric(gold[0])
+        committed = self._commit(completion, plain=plain)
+        pred_raw = committed.answer
         if pred_raw is None:
-            return Verdict(False, "no final answer found")
+            return Verdict(False, committed.reason or NO_ANSWER)
+        listed = _prompt_options(problem)
+        letter = _gold_choice(pred_raw) if listed else None
+        if letter is not None:
+            if letter not in listed:
+                return Verdict(False, f"choice {letter} is not among the options", pred_raw)
+            pred_raw = listed[letter]  # "(C)" stands for the option's text
         if hedge_signal(pred_raw):
             return Verdict(False, HEDGE, pred_raw)
         pred = _parse(pred_raw)
@@ -147,24 +158,67 @@ class MathVerifier:
             return Verdict(False, f"unparsable answer: {pred}", pred_raw)
         if dict(pred[1]).get("tentative"):
             return Verdict(False, HEDGE, pred_raw)
+        label = label_conflict(gold, pred, pred_raw)
+        if label is not None:
+            return Verdict(False, label, pred_raw)
         check = _Check(self, time.monotonic() + self.timeout)
-        g, p = _apply_units(gold, pred)
+        g, p = _apply_units(gold, pred, pred_raw)
         try:
-            if p[0] == "list" and g[0] not in ("list", "set", "tuple", "interval", "matrix"):
+            if p[0] == "list" and g[0] not in ("list", "set", "tuple", "interval", "union", "matrix"):
                 return Verdict(False, HEDGE, pred_raw)
             ok = check.match(g, p)
+            conflict = self._conflict(check, pred, committed.others) if ok else None
         except WorkerTimeout:
             return Verdict(None, TIMEOUT, pred_raw)
         except _Undecided as exc:
             return Verdict(False, str(exc), pred_raw)
         if time.monotonic() > check.deadline:
             return Verdict(None, TIMEOUT, pred_raw)
-        return Verdict(ok, "equivalent" if ok else "not equivalent", pred_raw)
+        if conflict is not None:
+            return Verdict(False, f"{CONFLICT}: {pred_raw!r} and {conflict!r}", pred_raw)
+        if not ok:
+            return Verdict(False, "not equivalent", pred_raw)
+        return self._steps(Verdict(True, "equivalent", pred_raw), committed.text)
 
-    def _verify_choice(self, gold_letter: str, completion: str) -> Verdict:
-        pred_raw = extract_answer(completion)
+    def _commit(self, completion: str, *, plain: bool) -> Commitment:
+        cfg = self.config
+        return commit(completion, plain=plain, think_scratch=cfg.think_scratch, withdrawals=cfg.withdrawals)
+
+    def _conflict(self, check: _Check, pred: tuple, others: tuple[str, ...]) -> str | None:
+        """The first other committed statement that states a different value, if any."""
+        if not self.config.conflicting_answers:
+            return None
+        for other in others:
+            parsed = _parse(other)
+            if isinstance(parsed, ParseError):
+                continue  # a statement we cannot read cannot be shown to differ
+            a, b = _apply_units(pred, parsed)
+            if not (check.match(a, b) or check.match(b, a)):
+                return other
+        return None
+
+    def _steps(self, verdict: Verdict, text: str) -> Verdict:
+        """Apply the step check to a passing verdict: reject, flag or leave it (``config.step_check``)."""
+        if self.config.step_check == "off":
+            return verdict
+        false = first_false_step(text)
+        if false is None:
+            return verdict
+        note = f"{FALSE_STEP}: {false}"
+        if self.config.step_check == "flag":
+            return dataclasses.replace(verdict, flags=(note,))
+        return Verdict(False, note, verdict.answer)
+
+    def _verify_choice(self, gold_letter: str, completion: str, listed: dict[str, str]) -> Verdict:
+        committed = self._commit(completion, plain=False)
+        pred_raw = committed.answer
         if pred_raw is None:
-            return Verdict(False, "no final answer found")
+            return Verdict(False, committed.reason or NO_ANSWER)
+        named = self._option_named(pred_raw, listed)
+        if named is not None:
+            if named != gold_letter:
+                return Verdict(False, "not equivalent", pred_raw)
+            return self._steps(Verdict(True, "equivalent", pred_raw), committed.text)
         try:
             letters = choice_letters(pred_raw)
         except ParseError as exc:
@@ -173,8 +227,43 @@ class MathVerifier:
             return Verdict(False, HEDGE, pred_raw)
         if not letters:
             return Verdict(False, "expected a choice letter", pred_raw)
-        ok = letters[0] == gold_letter
-        return Verdict(ok, "equivalent" if ok else "not equivalent", pred_raw)
+        if letters[0] != gold_letter:
+            return Verdict(False, "not equivalent", pred_raw)
+        if self.config.conflicting_answers:
+            for other in committed.others:
+                try:
+                    named = choice_letters(other)
+                except ParseError:
+                    continue
+                if named and named != letters:
+                    return Verdict(False, f"{CONFLICT}: {pred_raw!r} and {other!r}", pred_raw)
+        return self._steps(Verdict(True, "equivalent", pred_raw), committed.text)
+
+
+    def _option_named(self, pred_raw: str, listed: dict[str, str]) -> str | None:
+        """The letter whose option text the answer states ("12" for "(C) 12"), when exactly one is."""
+        if not listed or _gold_choice(pred_raw) is not None or re.match(r"\s*\(?[A-E]\)", pred_raw):
+            return None
+        pred = _parse(pred_raw)
+        if isinstance(pred, ParseError):
+            return None
+        check = _Check(self, time.monotonic() + self.timeout)
+        hits = []
+        for letter, text in listed.items():
+            option = _parse(text)
+            if isinstance(option, ParseError):
+                continue
+            try:
+                if check.match(*_apply_units(option, pred, pred_raw)):
+                    hits.append(letter)
+            except (WorkerTimeout, _Undecided):
+                return None
+        return hits[0] if len(hits) == 1 else None
+
+
+def _prompt_options(problem: Mapping[str, Any]) -> dict[str, str]:
+    prompt = problem.get("prompt")
+    return options(prompt) if isinstance(prompt, str) else {}
 
 
 def _numeric(node: Node) -> bool:
@@ -185,6 +274,8 @@ def _numeric(node: Node) -> bool:
 
 
 def _gold_choice(gold: str) -> str | None:
+    if not _LETTER.search(gold):
+        return None  # no capital A-E: not a choice (decided without normalising)
     s, _ = clean(gold)
     m = re.fullmatch(r"\(?([A-E])\)?", s.strip())
     return m.group(1) if m else None
