@@ -26,6 +26,7 @@ from sdp.rundir import RunDir, atomic_write_json
 from sdp.shards import ShardPlan, plan_shards
 from sdp.sources.problems import subset
 from sdp.stages.evaluate import evaluate_model, format_scores
+from sdp.stages.luck import format_luck, measure_luck
 from sdp.stages.sample import SampleJob, SampleTask
 from sdp.stages.select import Selector, sft_pair
 from sdp.stages.verify import Verification, summarize
@@ -210,7 +211,7 @@ def select_stage(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan) -> dict
         template = cfg.template
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
         rdir = run.round_dir(k)
-        selector = Selector(cfg.max_per_problem, grouped=True, rationalized_limit=rationalized_cap(cfg, plan))
+        selector = round_selector(cfg, plan)
         with JsonlWriter(rdir / "sft.jsonl") as out:
             for shard in plan.shards:
                 problems = shard.load_problems()
@@ -229,7 +230,37 @@ def select_stage(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan) -> dict
             + hinted,
         )
 
-    return run_stage_once(run, k, "select", fn)
+    info = run_stage_once(run, k, "select", fn)
+    luck_stage(run, cfg, k, plan)
+    return info
+
+
+def round_selector(cfg: RoundConfig, plan: ShardPlan) -> Selector:
+    """A fresh `Selector` with the round's rules: what the select stage keeps."""
+    return Selector(cfg.max_per_problem, grouped=True, rationalized_limit=rationalized_cap(cfg, plan))
+
+
+def luck_inputs(cfg: RoundConfig, k: int, plan: ShardPlan) -> tuple[Verification, Selector, int]:
+    """The verification (the round's pool settings and rules, records naming their verifier), selector and
+    derangement seed of round k's luck pass."""
+    verification = Verification(verifier=None, workers=cfg.verify_workers, timeout=cfg.verify_timeout,
+                                keep_truncated=cfg.keep_truncated)  # fmt: skip
+    return verification, round_selector(cfg, plan), cfg.seed * 1000 + k
+
+
+def luck_stage(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan) -> dict:
+    """The luck pass over round k's verdicts (`sdp.stages.luck`): one extra verification pass, timed.
+
+    Always on: it costs one verification pass of the round's answer-compared samples (code is skipped).
+    """
+
+    def fn() -> tuple[dict, str]:
+        verification, selector, seed = luck_inputs(cfg, k, plan)
+        with verification:
+            luck = measure_luck(plan, verification, selector, verifier=cfg.verifier, seed=seed)
+        return {"luck": luck}, format_luck(luck)
+
+    return run_stage_once(run, k, "luck", fn)
 
 
 def rationalized_cap(cfg: RoundConfig, plan: ShardPlan) -> int | None:
@@ -293,7 +324,11 @@ def train_stage(run: RunDir, cfg: RoundConfig, k: int) -> dict:
 
 
 def round_metrics(run: RunDir, cfg: RoundConfig, k: int, infos: dict[str, dict]) -> dict:
-    """metrics.json of round k from its stages' manifest entries."""
+    """metrics.json of round k from its stages' manifest entries (the luck pass's, when it ran)."""
+    luck = run.info(k, "luck") if run.done(k, "luck") else None
+    timings = {name: infos[name]["seconds"] for name in TRAIN_STAGES}
+    if luck is not None:
+        timings["luck"] = luck["seconds"]
     return {
         "round": k,
         "model": _abs(run, infos["train"]["checkpoint"]),
@@ -310,8 +345,9 @@ def round_metrics(run: RunDir, cfg: RoundConfig, k: int, infos: dict[str, dict])
         "train_pass_rate": infos["select"]["train_pass_rate"],
         "train_loss": infos["train"].get("train_loss"),
         "eval": infos["evaluate"]["eval"],
-        "timings": {name: infos[name]["seconds"] for name in TRAIN_STAGES},
-        "peak_rss_mb": max(info["peak_rss_mb"] for info in infos.values()),
+        "timings": timings,
+        "peak_rss_mb": max(info["peak_rss_mb"] for info in [*infos.values(), *([luck] if luck else [])]),
+        **({"luck": luck["luck"]} if luck is not None else {}),
         **contamination_counts(run),
         **budget_metrics(run.round_dir(k), infos),
     }
