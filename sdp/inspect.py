@@ -1,6 +1,7 @@
 """`python -m sdp.inspect runs/<name> --round k`: a look at a round's traces.
 
-Prints the round's verdict-reason histogram, then for a few problems the prompt and their kept
+Prints the round's verdict-reason histogram, its luck figures (`sdp.stages.luck`, from the
+round's metrics.json, training rounds only), then for a few problems the prompt and their kept
 and rejected completions with each verdict's reason. Training verdicts by default; `--eval` (and
 round 0, which has only the baseline evaluation) shows the held-out ones.
 
@@ -97,6 +98,17 @@ def kept_keys(run_dir: str | Path, k: int) -> set[tuple[str, str]]:
     return {(r["id"], dedupe_key(r["completion"])) for r in iter_records(path.parent, "sft")}
 
 
+def luck_line(run_dir: str | Path, k: int) -> str:
+    """The round's luck figures from its metrics.json, or how to compute them when it has none."""
+    path = Path(run_dir) / f"round-{k}" / "metrics.json"
+    luck = json.loads(path.read_text()).get("luck") if path.is_file() else None
+    if not luck:
+        return f"luck: not measured (python -m sdp.stages.luck {run_dir} --round {k})"
+    from sdp.stages.luck import format_luck
+
+    return "luck: " + format_luck(luck)
+
+
 def _clip(text: str, width: int, lines: int) -> str:
     body = text.rstrip("\n").splitlines() or [""]
     shown = [line if len(line) <= width else line[: width - 3] + "..." for line in body[:lines]]
@@ -140,6 +152,8 @@ def render(
     label = {True: "ok", False: "wrong", None: "cannot verify"}
     for (ok, kind), n in sorted(hist.items(), key=lambda item: (-item[1], str(item[0]))):
         out.append(f"  {n:7d}  {100 * n / max(len(records), 1):5.1f}%  {label[ok]:<13} {kind}")
+    if not heldout:
+        out.append("\n" + luck_line(run_dir, k))
     if reason is not None:
         records = [r for r in records if reason_category(r["verdict"]) == reason or r["verdict"]["ok"] is True]
     groups: dict[str, list[dict]] = {}
@@ -168,7 +182,8 @@ def render(
                 else:
                     tag = title if v["ok"] is not None else "cannot verify"
                 answer = f", answer {v['answer']!r}" if v.get("answer") is not None else ""
-                out.append(f"  [{tag}] sample {r.get('sample_index', '?')}: {v.get('reason')}{answer}")
+                flags = f" [flags: {'; '.join(v['flags'])}]" if v.get("flags") else ""
+                out.append(f"  [{tag}] sample {r.get('sample_index', '?')}: {v.get('reason')}{answer}{flags}")
                 out.append(_clip(str(r.get("completion", "")), width, lines))
             if len(chosen_records) > samples:
                 out.append(f"  ... {len(chosen_records) - samples} more {title}")

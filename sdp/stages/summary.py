@@ -25,9 +25,22 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _luck_cells(luck: dict[str, Any] | None) -> list[str]:
+    """The luck pass's columns (`sdp.stages.luck`): shuffled-gold pass %, kept traces with a false step, answers."""
+    if not luck:
+        return ["-", "-", "-"]
+    answers = luck.get("distinct_answers_per_problem")
+    return [
+        _pct(luck.get("shuffled_pass_rate")),
+        f"{luck['kept_false_step']}/{luck['kept_checked']}",
+        "-" if answers is None else f"{answers:.2f}",
+    ]
+
+
 def render_table(rows: list[dict[str, Any]]) -> str:
     domains = sorted({d for m in rows for d in m.get("eval", {})}, key=lambda d: (d == "all", d))
-    header = ["round", "samples", "verified", "kept", "train pass", "train loss"]
+    header = ["round", "samples", "verified", "kept", "train pass", "shuffled pass", "kept false step",
+              "answers/problem", "train loss"]
     for d in domains:
         k = next((m["eval"][d]["k"] for m in rows if d in m.get("eval", {})), "k")
         header += [f"{d} pass@1", f"{d} pass@{k}", f"{d} maj@{k}"]
@@ -40,6 +53,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             str(m.get("verified_ok", "-")),
             str(m.get("kept", "-")),
             _pct(m.get("train_pass_rate")),
+            *_luck_cells(m.get("luck")),
             "-" if loss is None else f"{loss:.4f}",
         ]
         for d in domains:
