@@ -103,7 +103,7 @@ def luck_line(run_dir: str | Path, k: int) -> str:
     path = Path(run_dir) / f"round-{k}" / "metrics.json"
     luck = json.loads(path.read_text()).get("luck") if path.is_file() else None
     if not luck:
-        return f"luck: not measured (python -m sdp.stages.luck {run_dir} --round {k})"
+        return f"luck: not measured (python -m sdp.stages.luck <run dir> --round {k} computes it)"
     from sdp.stages.luck import format_luck
 
     return "luck: " + format_luck(luck)

@@ -115,3 +115,22 @@ def test_missing_round_is_a_clear_error(runs, capsys):
     single, _ = runs
     assert main([str(single), "--round", "4"]) == 2
     assert "round-4: no such round directory" in capsys.readouterr().err
+
+
+def test_report_shows_the_rounds_luck_figures_or_how_to_measure_them(runs) -> None:
+    single, _ = runs
+    assert "luck: not measured (python -m sdp.stages.luck" in render(single, 1)
+    luck = {"checked": 7, "shuffled_ok": 1, "shuffled_pass_rate": 1 / 7, "own_ok": 3, "own_pass_rate": 3 / 7,
+            "same_gold": 0, "kept_checked": 2, "kept_false_step": 1, "distinct_answers_per_problem": 2.0}
+    (single / "round-1" / "metrics.json").write_text(json.dumps({"round": 1, "luck": luck}))
+    text = render(single, 1)
+    assert "luck: shuffled golds pass 14.3% (1 of 7) vs own golds 42.9% (3)" in text
+    assert "kept with a false step 1 of 2; 2.00 distinct answers per problem" in text
+    assert "luck:" not in render(single, 1, heldout=True)
+
+
+def test_report_shows_a_verdicts_flags(tmp_path) -> None:
+    records = verified_records()
+    records[0]["verdict"]["flags"] = ["false step: 2 + 3 = 6"]
+    run = single_file_run(tmp_path / "flagged", records)
+    assert "[flags: false step: 2 + 3 = 6]" in render(run, 1, ids=["m1"])

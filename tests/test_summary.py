@@ -34,3 +34,17 @@ def test_summary_reads_each_rounds_solve_rates_and_draws_both_panels(tmp_path: P
     write_summary(write_summary_without_rates)
     narrow = imread(str(write_summary_without_rates / "summary" / "accuracy.png")).shape[1]
     assert width > narrow  # the solve-rate histogram is drawn beside the accuracy curve
+
+
+def test_the_table_shows_each_rounds_luck_figures(tmp_path: Path) -> None:
+    _round(tmp_path, 0, 0.25, None)
+    metrics = _round(tmp_path, 1, 0.5, None)
+    metrics["luck"] = {"shuffled_pass_rate": 0.0390625, "kept_false_step": 1, "kept_checked": 3,
+                       "distinct_answers_per_problem": 2.7031}
+    (tmp_path / "round-1" / "metrics.json").write_text(json.dumps(metrics))
+    lines = write_summary(tmp_path).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    base, first = ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:4])
+    cells = dict(zip(header, first, strict=True))
+    assert (cells["shuffled pass"], cells["kept false step"], cells["answers/problem"]) == ("3.9", "1/3", "2.70")
+    assert dict(zip(header, base, strict=True))["shuffled pass"] == "-"
