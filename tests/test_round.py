@@ -120,7 +120,9 @@ def test_round_writes_the_documented_run_directory(reference, tiny_model, proble
     assert "t-nogold" not in {s["id"] for s in sft}
     assert all(s["prompt"].endswith("\n") for s in sft)  # the plain prompt template
     assert 0 < m["train_pass_rate"] < 1
-    assert set(m["timings"]) == {"sample", "verify", "select", "train", "evaluate"}
+    assert set(m["timings"]) == {"sample", "verify", "select", "luck", "train", "evaluate"}
+    # The luck pass re-verifies the math samples only (4 problems x 4) against shuffled golds.
+    assert m["luck"]["checked"] == 16 and m["luck"]["kept_checked"] <= m["kept"]
     assert m["peak_rss_mb"] > 50
     assert set(m["eval"]) == {"all", "math", "tests.plugins:NeedleVerifier"}
     assert m["eval"]["all"]["problems"] == 6 and m["eval"]["all"]["k"] == 4
