@@ -145,3 +145,7 @@ def test_the_command_reads_a_finished_round_with_its_run_settings(tmp_path: Path
     luck = json.loads(capsys.readouterr().out)
     assert luck == luck_stage(run, cfg, 1, plan)["luck"]
     assert main([str(run.root), "--round", "2"]) == 2
+    (run.round_dir(1) / "metrics.json").write_text(json.dumps({"round": 1, "eval": {}}))
+    assert main([str(run.root), "--round", "1", "--write"]) == 0
+    assert json.loads((run.round_dir(1) / "metrics.json").read_text())["luck"] == luck
+    assert "| 1 |" in (run.root / "summary" / "table.md").read_text()

@@ -20,7 +20,8 @@ keeps those traces. This pass estimates how much of a round's pass rate is chanc
 
 It is one extra verification pass over the round's verdicts (the same `Verification` pool
 machinery), streamed shard by shard. ``python -m sdp.stages.luck runs/<name> --round k`` computes it
-for a finished round with that run's saved settings and prints the JSON.
+for a finished round with that run's saved settings and prints the JSON (``--write`` also stores it
+in the round's metrics.json and redraws the summary, for rounds run before this pass existed).
 """
 
 from __future__ import annotations
@@ -204,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--round", type=int, required=True)
     parser.add_argument("--workers", type=int, default=None, help="Verification workers (default: the run's).")
+    parser.add_argument("--seed", type=int, default=None, help="Derangement seed (default: the round's).")
+    parser.add_argument("--write", action="store_true",
+                        help="Also store the figures in the round's metrics.json and redraw the run summary.")
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
     cfg = parse_config(["--config", str(run_dir / "config.yaml")])
@@ -215,8 +219,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg.verify_workers = args.workers
     verification, selector, seed = luck_inputs(cfg, args.round, plan)
     with verification:
-        luck = measure_luck(plan, verification, selector, verifier=cfg.verifier, seed=seed)
+        luck = measure_luck(plan, verification, selector, verifier=cfg.verifier,
+                            seed=seed if args.seed is None else args.seed)  # fmt: skip
     print(json.dumps(luck, indent=2, sort_keys=True))
+    metrics_path = run_dir / f"round-{args.round}" / "metrics.json"
+    if args.write and metrics_path.is_file():
+        from sdp.rundir import atomic_write_json
+        from sdp.stages.summary import write_summary
+
+        atomic_write_json(metrics_path, {**json.loads(metrics_path.read_text()), "luck": luck})
+        write_summary(run_dir)
     print(format_luck(luck), file=sys.stderr)
     return 0
 
