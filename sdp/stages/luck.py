@@ -16,7 +16,8 @@ keeps those traces. This pass estimates how much of a round's pass rate is chanc
   false-step flag. Under the default ``step_check="reject"`` it is 0 by construction; it measures
   what the step check would remove when the round ran with it off.
 - **distinct answers per problem**: the mean number of distinct final answers (whitespace
-  collapsed) among a problem's samples, over the answer-compared problems.
+  collapsed) among a problem's samples, over the problems checked against a shuffled gold
+  (``problems``).
 
 It is one extra verification pass over the round's verdicts (the same `Verification` pool
 machinery), streamed shard by shard. ``python -m sdp.stages.luck runs/<name> --round k`` computes it
@@ -145,9 +146,10 @@ def measure_luck(
         for shard in plan.shards:
             problems = shard.load_problems()
             for record in iter_jsonl(shard.verdicts):
-                if selector.add(record) and record["id"] in golds:
+                problem = problems[record["id"]]
+                if selector.add(record) and compares_answers(verifier or problem.get("domain")):
                     kept_checked += 1
-                    yield {**problems[record["id"]], **_without_verdict(record), "domain": STEP_FLAG_VERIFIER}
+                    yield {**problem, **_without_verdict(record), "domain": STEP_FLAG_VERIFIER}
 
     false_steps = sum(_false_step(v) for v in verification.verdicts(kept()))
     return {
