@@ -192,7 +192,8 @@ def format_luck(luck: Mapping[str, Any]) -> str:
     answers = luck.get("distinct_answers_per_problem")
     return (
         f"shuffled golds pass {pct(luck['shuffled_pass_rate'])} ({luck['shuffled_ok']} of {luck['checked']}) "
-        f"vs own golds {pct(luck['own_pass_rate'])} ({luck['own_ok']}); {luck['same_gold']} problems drew an equal gold; "
+        f"vs own golds {pct(luck['own_pass_rate'])} ({luck['own_ok']}); "
+        f"{luck['same_gold']} problems drew an equal gold; "
         f"kept with a false step {luck['kept_false_step']} of {luck['kept_checked']}; "
         f"{'-' if answers is None else f'{answers:.2f}'} distinct answers per problem"
     )
