@@ -18,6 +18,7 @@ BENCHMARKS = (
     "benchmarks.bench_sampler",
     "benchmarks.bench_scale",
     "benchmarks.bench_ray",
+    "benchmarks.bench_real",
 )
 
 

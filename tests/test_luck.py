@@ -73,6 +73,16 @@ def test_a_guess_of_2_passes_often_against_small_integer_golds(tmp_path: Path, s
     assert luck["distinct_answers_per_problem"] == 1.0 and luck["problems"] == 6
 
 
+def test_a_large_round_checks_at_most_max_checked_samples_evenly_spaced(tmp_path: Path) -> None:
+    golds = ["2", "2", "1", "2", "3", "2"]
+    problems = [_math(f"m{i}", g) for i, g in enumerate(golds)]
+    plan = _plan(tmp_path, problems, {p["id"]: ["So the answer is \\boxed{2}"] * 2 for p in problems})
+    with Verification(workers=1) as verification:
+        luck = measure_luck(plan, verification, Selector(4, grouped=True), max_checked=5)
+    # 12 samples, stride 3: samples 0, 3, 6, 9 are checked; distinct answers still count all 12.
+    assert luck["checked"] == 4 and luck["problems"] == 6 and luck["distinct_answers_per_problem"] == 1.0
+
+
 def test_unique_correct_answers_never_pass_a_shuffled_gold(tmp_path: Path) -> None:
     problems = [_math(f"m{i}", str(10 + i)) for i in range(5)]
     completions = {p["id"]: [f"5 + {int(p['answer']) - 5} = {p['answer']}. \\boxed{{{p['answer']}}}"] for p in problems}

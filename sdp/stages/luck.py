@@ -55,6 +55,10 @@ class StepFlagMathVerifier(MathVerifier):
         super().__init__(timeout=timeout, config=MathVerifyConfig(step_check="flag"))
 
 
+# Samples verified against a shuffled gold per round: enough for a rate, bounded for large rounds.
+MAX_CHECKED = 4096
+
+
 def derangement(n: int, seed: int) -> list[int]:
     """A seeded permutation ``p`` of ``range(n)`` with ``p[i] != i`` for every i (Sattolo's algorithm).
 
@@ -103,14 +107,17 @@ def _answer_key(answer: Any) -> str | None:
 
 
 def measure_luck(
-    plan: ShardPlan, verification: Verification, selector: Selector, *, verifier: str | None = None, seed: int = 0
+    plan: ShardPlan, verification: Verification, selector: Selector, *, verifier: str | None = None, seed: int = 0,
+    max_checked: int = MAX_CHECKED,
 ) -> dict[str, Any]:
     """The luck figures of one round's verdict shards (see the module docstring).
 
     ``verification`` is used with its worker pool and rules (timeout, ``keep_truncated``); its own
     verifier name must be None, as each record here names the verifier it needs. ``selector`` is a
     fresh `Selector` configured as the select stage's, so the kept traces are the ones trained on.
-    ``verifier`` is the round's verifier override (``RoundConfig.verifier``).
+    ``verifier`` is the round's verifier override (``RoundConfig.verifier``). At most ``max_checked``
+    samples, evenly spaced over the round, are verified against a shuffled gold: the rate needs a few
+    thousand, and a full second pass would double the verify stage of a large round.
     """
     if verification.verifier is not None:
         raise ValueError("measure_luck needs a Verification without a fixed verifier (records name theirs)")
@@ -119,19 +126,26 @@ def measure_luck(
     answers: dict[str, set[str]] = {}
     same_gold: set[str] = set()
 
+    eligible = sum(r["id"] in golds and not r.get("rationalized") for s in plan.shards for r in iter_jsonl(s.verdicts))
+    stride = max(1, -(-eligible // max(1, max_checked)))
+
     def shuffled() -> Iterator[dict[str, Any]]:
         nonlocal own_ok, checked
+        position = -1
         for shard in plan.shards:
             problems = shard.load_problems()
             for record in iter_jsonl(shard.verdicts):
                 pid = record["id"]
                 if pid not in golds or record.get("rationalized"):
                     continue
-                name, gold = golds[pid]
                 key = _answer_key(record["verdict"].get("answer"))
                 seen = answers.setdefault(pid, set())
                 if key is not None:
                     seen.add(key)
+                position += 1
+                if position % stride:
+                    continue
+                name, gold = golds[pid]
                 if str(gold).strip() == str(problems[pid].get("answer")).strip():
                     same_gold.add(pid)
                 checked += 1
