@@ -62,9 +62,40 @@ def candidate_main(cfg, status_fd, job_fd):
     os._exit(code)
 
 
+class Quitter:
+    """``exit``/``quit`` as ``site`` defines them (the sandbox runs Python with ``-S``)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"Use {self.name}() or Ctrl-D (i.e. EOF) to exit"
+
+    def __call__(self, code=None):
+        try:
+            sys.stdin.close()
+        except BaseException:  # noqa: BLE001 - as site.Quitter
+            pass
+        raise SystemExit(code)
+
+
+def program_module(name):
+    """A fresh module for the program, registered in ``sys.modules`` as CPython does for
+    ``__main__`` (dataclasses, ``typing.get_type_hints`` and pickle look the module up there)."""
+    import types
+
+    module = types.ModuleType(name)
+    module.__builtins__ = builtins
+    if name == "__main__":
+        module.__file__ = "main.py"
+    sys.modules[name] = module
+    builtins.exit, builtins.quit = Quitter("exit"), Quitter("quit")
+    return module.__dict__
+
+
 def run_script(program):
     """Run like ``python main.py``: SystemExit sets the status; threads and atexit run."""
-    glb = {"__name__": "__main__", "__builtins__": builtins, "__file__": "main.py"}
+    glb = program_module("__main__")
     code = 0
     try:
         exec(program, glb)
@@ -117,7 +148,7 @@ def _exit_code(value):
 
 def serve_calls(program):
     """Import the candidate, announce its names to T, then answer calls until T hangs up."""
-    glb = {"__name__": "solution", "__builtins__": builtins}
+    glb = program_module("solution")
     try:
         exec(program, glb)
     except BaseException as exc:  # noqa: BLE001 - reported to T, which decides
