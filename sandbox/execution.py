@@ -63,7 +63,7 @@ from sandbox.seccomp import UnsupportedArchitecture, filter_program
 logger = logging.getLogger(__name__)
 
 _INSIDE = Path(__file__).with_name("inside")
-_INSIDE_MODULES = ("common", "candidate", "judge", "cleanup", "job", "worker")  # dependency order
+_INSIDE_MODULES = ("common", "values", "candidate", "judge", "cleanup", "job", "worker")  # dependency order
 # Host-side slack on top of a job's wall limit before the whole sandbox is killed.
 _BACKSTOP_S = 5.0
 _START_TIMEOUT_S = 30.0
