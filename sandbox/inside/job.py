@@ -134,7 +134,25 @@ def tree_usage(skip):
             continue
         fields = stat[stat.rindex(b")") + 2 :].split()
         cpu_ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return cpu_ticks / TICK, rss
+    return cpu_ticks / TICK, rss + shm_bytes()
+
+
+def shm_bytes():
+    """Resident and swapped bytes of every System V shared memory segment of the job (its own
+    IPC namespace). A segment holds memory with no process attached, so no process's RSS shows
+    it; pages that are attached count here and in the RSS of each process that maps them."""
+    try:
+        with open("/proc/sysvipc/shm") as fh:
+            head, *rows = fh.read().splitlines()
+    except OSError:
+        return 0
+    names = head.split()
+    cols = [names.index(c) for c in ("rss", "swap") if c in names] or [names.index("size")]
+    total = 0
+    for row in rows:
+        fields = row.split()
+        total += sum(int(fields[c]) for c in cols if c < len(fields))
+    return total
 
 
 def kill_tree():
