@@ -63,7 +63,7 @@ from sandbox.seccomp import UnsupportedArchitecture, filter_program
 logger = logging.getLogger(__name__)
 
 _INSIDE = Path(__file__).with_name("inside")
-_INSIDE_MODULES = ("common", "values", "candidate", "judge", "cleanup", "job", "worker")  # dependency order
+_INSIDE_MODULES = ("common", "values", "isolate", "candidate", "judge", "cleanup", "job", "worker")  # dependency order
 # Host-side slack on top of a job's wall limit before the whole sandbox is killed.
 _BACKSTOP_S = 5.0
 _START_TIMEOUT_S = 30.0
@@ -207,10 +207,15 @@ def bwrap_command(*, tmp_size_mb: int) -> tuple[list[str], dict[str, Any]]:
         cfg = {"candidate_uid": base, "judge_uid": base + 1}
         ns = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         keep = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHECKPOINT_RESTORE")  # the last: ns_last_pid
-        caps = ["--cap-drop", "ALL"] + [a for c in keep for a in ("--cap-add", c)]
     else:
         cfg = {"candidate_uid": None, "judge_uid": None}
-        ns, caps = ["--unshare-all"], []
+        ns, keep = ["--unshare-all"], ()
+    # Each job's supervisor makes its own mount, network and IPC namespaces (a fresh /tmp,
+    # loopback and IPC ids per job); candidate and judge processes never hold a capability.
+    keep += ("CAP_SYS_ADMIN", "CAP_NET_ADMIN")
+    caps = ["--cap-drop", "ALL"] + [a for c in keep for a in ("--cap-add", c)]
+    cfg["tmp_size_mb"] = tmp_size_mb
+    cfg["seccomp"] = filter_program().hex()  # the strict filter, stacked per job (sandbox.seccomp)
     cmd = [
         bwrap, *ns, *caps,
         "--die-with-parent", "--new-session", "--as-pid-1",
@@ -230,12 +235,12 @@ class Worker:
 
     def __init__(self, *, slot: int = 0, tmp_size_mb: int = 64) -> None:
         self.slot = slot
-        cmd, self.config = bwrap_command(tmp_size_mb=tmp_size_mb)
-        self._buf = bytearray()
         try:
-            program = filter_program()
+            program = filter_program(supervisor=True)
+            cmd, self.config = bwrap_command(tmp_size_mb=tmp_size_mb)
         except UnsupportedArchitecture as exc:
             raise SandboxUnavailable(str(exc)) from exc
+        self._buf = bytearray()
         read_end, write_end = os.pipe()  # bwrap reads the filter from a descriptor
         os.write(write_end, program)
         os.close(write_end)
@@ -256,6 +261,9 @@ class Worker:
             err = self._stderr_tail()
             self.kill()
             raise SandboxUnavailable(f"sandbox failed to start: {err or 'no greeting from the worker'}")
+        if hello["hello"].get("error"):
+            self.kill()
+            raise SandboxUnavailable(f"sandbox failed to start: {hello['hello']['error']}")
         self.info: dict[str, Any] = hello["hello"]
 
     @property

@@ -26,6 +26,7 @@ _RET_ALLOW, _RET_ERRNO, _RET_KILL_PROCESS = 0x7FFF0000, 0x00050000, 0x80000000
 _X32_SYSCALL_BIT = 0x40000000
 _OFF_NR, _OFF_ARCH, _OFF_ARG0_LOW, _OFF_ARG1_LOW, _OFF_ARG1_HIGH = 0, 4, 16, 24, 28
 _SIGCHLD = 17  # the same on x86-64 and aarch64
+_JOB_NAMESPACES = 0x00020000 | 0x40000000 | 0x08000000  # CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
 _CLONE_NEW_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x80
 
@@ -86,9 +87,13 @@ def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
-def filter_program(machine: str | None = None) -> bytes:
+def filter_program(machine: str | None = None, *, supervisor: bool = False) -> bytes:
     """The filter for ``machine`` (default: this host) as ``struct sock_filter[]`` bytes.
 
+    ``supervisor=True``: the outer filter, handed to bwrap for the worker and the per-job
+    supervisors, which in addition may ``unshare`` a mount, network and IPC namespace and
+    ``mount`` (a fresh /tmp per job). Each supervisor stacks the default, strict filter on
+    top before it forks a candidate or judge process, and seccomp applies every filter.
     Raises :class:`UnsupportedArchitecture` where no filter exists: fail closed.
     """
     machine = machine or host_machine()
@@ -129,6 +134,16 @@ def filter_program(machine: str | None = None) -> bytes:
         _insn(_RET_K, _RET_ALLOW),
         _insn(_RET_K, eperm),
     ]
+    if supervisor:
+        prog += [
+            _insn(_JEQ_K, abi.denied["unshare"], jf=4),
+            _insn(_LD_W_ABS, _OFF_ARG0_LOW),
+            _insn(_JSET_K, 0xFFFFFFFF & ~_JOB_NAMESPACES, jf=1),
+            _insn(_RET_K, eperm),
+            _insn(_RET_K, _RET_ALLOW),
+            _insn(_JEQ_K, abi.denied["mount"], jf=1),
+            _insn(_RET_K, _RET_ALLOW),
+        ]
     for nr in sorted(abi.denied.values()):
         prog += [_insn(_JEQ_K, nr, jf=1), _insn(_RET_K, eperm)]
     prog.append(_insn(_RET_K, _RET_ALLOW))

@@ -89,12 +89,23 @@ def set_limits(limits, nproc):
         resource.setrlimit(res, value)
 
 
+def drop_capabilities():
+    """Clear every capability of this process: the supervisor's (kept by the worker for the
+    per-job namespaces) must not reach candidate or judge. Fails closed."""
+    header = struct.pack("=Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = ctypes.create_string_buffer(24)  # two zeroed __user_cap_data_struct
+    if LIBC.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+    # No exec can bring them back: no_new_privs (bwrap) ignores setuid bits and file caps.
+
+
 def become(uid):
     """Switch to ``uid`` (root hosts; None: keep the user namespace's only uid)."""
     if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    drop_capabilities()
     LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

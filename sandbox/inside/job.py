@@ -25,6 +25,7 @@ import time
 from sandbox.inside.candidate import candidate_main
 from sandbox.inside.cleanup import cleanup
 from sandbox.inside.common import LIBC, MAX_FRAME, place_fds, read_exact, recv_frame, send_frame
+from sandbox.inside.isolate import fresh_namespaces
 from sandbox.inside.judge import judge_main
 
 SCAN_S = 0.02
@@ -81,6 +82,7 @@ class Spares:
 def supervise(cfg, max_fd, keys_baseline):
     """The whole life of S; returns its exit status for the worker."""
     LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    fresh_namespaces(cfg)
     spares = Spares(cfg, max_fd)
     job = recv_frame(0)
     if job is None:
