@@ -73,6 +73,26 @@ def test_filter_decisions(machine, call, arg0, expected):
     assert run_filter(seccomp.filter_program(machine), abi.audit_arch, nr, arg0) == expected
 
 
+@pytest.mark.parametrize("machine", sorted(seccomp.ABIS))
+def test_the_supervisor_filter_allows_only_the_job_namespaces_and_mount(machine):
+    """bwrap's outer filter lets a job's supervisor unshare mount, network and IPC namespaces
+    and mount its /tmp; the strict filter stacked per job denies both, as before."""
+    abi = seccomp.ABIS[machine]
+    outer, strict = seccomp.filter_program(machine, supervisor=True), seccomp.filter_program(machine)
+    unshare, mount = abi.denied["unshare"], abi.denied["mount"]
+    job_ns = 0x00020000 | CLONE_NEWNET | 0x08000000
+    assert run_filter(outer, abi.audit_arch, unshare, job_ns) == ALLOW
+    assert run_filter(outer, abi.audit_arch, unshare, CLONE_NEWNET) == ALLOW
+    for flags in (CLONE_NEWUSER, job_ns | CLONE_NEWUSER, 0x20000000, 0x04000000):  # user, pid, uts
+        assert run_filter(outer, abi.audit_arch, unshare, flags) == EPERM
+    assert run_filter(outer, abi.audit_arch, mount) == ALLOW
+    assert run_filter(strict, abi.audit_arch, unshare, job_ns) == EPERM
+    assert run_filter(strict, abi.audit_arch, mount) == EPERM
+    for name, nr in abi.denied.items():
+        if name not in ("unshare", "mount"):
+            assert run_filter(outer, abi.audit_arch, nr) == EPERM, name
+
+
 @pytest.mark.parametrize(("machine", "sig", "act", "expected"), SIGACTION_CASES)
 def test_sigchld_disposition_cannot_be_changed(machine, sig, act, expected):
     abi = seccomp.ABIS[machine]
