@@ -12,31 +12,38 @@ What this protects against (each checked by ``tests/test_sandbox_attacks.py`` an
   job, forks the candidate and judge processes before it reads the job, so no program can
   find an earlier job's code, tests, output or verdict in its own memory.
 * Files and IPC: a fresh root with read-only system directories (/usr and the Python
-  installation), no host home, no host /tmp, no project files, no /etc, and a private
-  size-capped tmpfs as /tmp. After every program System V IPC objects and keyrings are
-  removed and /tmp is emptied by an iterative walk (no depth stops it); if anything is left,
-  the worker is retired and a new one started. POSIX queues cannot be created
+  installation), no host home, no host /tmp, no project files, no /etc. Each job gets its
+  own mount, network and IPC namespaces (``sandbox/inside/isolate.py``): a new size-capped
+  tmpfs as /tmp, a new loopback device, empty System V tables, so no counter one job moves
+  (inode numbers, IPC ids, socket counters, TIME_WAIT sockets) is there for the next.
+  Keyrings (per uid) are removed after every program and /tmp is emptied too; if anything
+  is left, the worker is retired and a new one started. POSIX queues cannot be created
   (RLIMIT_MSGQUEUE 0). Environment variables are scrubbed.
 * Resources: CPU time of the program's whole process tree (children, zombies and orphans
-  included) against the exact ``cpu_s``; address space, file size, processes, open files
-  (rlimits); the sandbox's total resident memory (sampled every 20 ms); a wall-clock timeout
-  that kills the whole tree; a hard cap on captured output. ``ExecResult.limit`` names the
-  limit that was measured to be exceeded.
+  included; SIGCHLD's disposition cannot be changed, so the kernel never reaps a child and
+  drops its time) against the exact ``cpu_s``; address space, file size, processes, open
+  files (rlimits); the sandbox's total resident memory plus System V shared memory (sampled
+  every 20 ms; memfds cannot be created); a wall-clock timeout that kills the whole tree; a
+  hard cap on captured output. ``ExecResult.limit`` names the limit that was measured to be
+  exceeded.
 * Privilege: candidate code never runs as root. As root on the host (CI), bwrap runs
   privileged and the worker switches each program to its own unprivileged uid (root ignores
   RLIMIT_NPROC); otherwise bwrap uses an unprivileged user namespace. ``no_new_privs`` is set
   and every mount is ``nosuid``.
 * Forged verdicts (test jobs): see ``sandbox/inside/judge.py``; tests run in a separate process
-  that the candidate cannot reach, and only plain data crosses from the candidate.
+  that the candidate cannot reach, and only data crosses from the candidate, decoded into
+  standard types by their constructors (``sandbox/inside/values.py``).
 
 Kernel attack surface: a seccomp filter (``sandbox.seccomp``, x86-64 and aarch64; any other
 architecture is refused) denies namespaces, mounts, ptrace, keyrings, BPF, perf,
-userfaultfd, io_uring and module/kexec calls.
+userfaultfd, io_uring, memfd_create, changing SIGCHLD's disposition and module/kexec calls
+(bwrap installs an outer filter that lets the supervisor make the job's namespaces; the
+strict one is stacked before any program runs).
 
 What it does not protect against: kernel exploits through the syscalls still allowed; side
 channels and timing; reading the world-readable system files under /usr and the Python
 installation; using CPU and memory up to the limits (memory is watched, not enforced by a
-cgroup: a burst between two samples, tmpfs pages, pipes and memfds add bounded extra);
+cgroup: a burst between two samples, tmpfs pages and pipe buffers add bounded extra);
 and a program that legitimately computes the right answers by other means. There is no
 unsandboxed fallback: if bubblewrap cannot start, :class:`SandboxUnavailable` is raised.
 """
