@@ -70,7 +70,9 @@ class Abi:
 
 ABIS = {
     "x86_64": Abi(audit_arch=0xC000003E, denied=DENIED_X86_64, clone=56, clone3=435, rt_sigaction=13, x32_bit=True),
-    "aarch64": Abi(audit_arch=0xC00000B7, denied=DENIED_AARCH64, clone=220, clone3=435, rt_sigaction=134, x32_bit=False),
+    "aarch64": Abi(
+        audit_arch=0xC00000B7, denied=DENIED_AARCH64, clone=220, clone3=435, rt_sigaction=134, x32_bit=False
+    ),
 }
 
 

@@ -96,6 +96,8 @@ FAIL = [
      "def f():\n    return P(2, 1)\n", "assert f().x == 1", "wrong answer"),
     ("a Counter where a list is expected", "from collections import Counter\ndef f(s):\n    return Counter(s)\n",
      "assert f('ab') == [('a', 1), ('b', 1)]", "wrong answer"),
+    ("sys.exit() in the function is not an Exception the tests may swallow",
+     "import sys\ndef f():\n    sys.exit(0)\n", "try:\n    f()\nexcept Exception:\n    pass", "runtime error: SystemExit"),
     ("a value nested deeper than the codec carries",
      "def f(n):\n    x = []\n    for _ in range(n):\n        x = [x]\n    return x\n", "assert f(1200) is not None",
      "runtime error: unsupported value"),

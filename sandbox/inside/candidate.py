@@ -198,7 +198,8 @@ def serve_calls(program):
                 result = glb[req["name"]](*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - includes SystemExit from sys.exit()
             _flush()
-            deep_call(send_frame, 4, {"raised": _describe(exc), "exc": _exception_data(exc), **_mutated(req, args, kwargs)})
+            reply = {"raised": _describe(exc), "exc": _exception_data(exc), **_mutated(req, args, kwargs)}
+            deep_call(send_frame, 4, reply)
             continue
         try:
             reply = {"value": deep_call(encode_value, result)}

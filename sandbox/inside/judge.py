@@ -188,6 +188,10 @@ def remote_exception(reply, name):
         return CandidateFailure("memory", f"MemoryError in {name}()")
     if "RecursionError" in chain:
         return CandidateFailure("error", f"RecursionError in {name}(): {message}")
+    if type(data) is dict and "Exception" not in chain:
+        # SystemExit, KeyboardInterrupt, GeneratorExit: under CPython they end the tests, and
+        # no `except Exception` in a test may catch them.
+        return CandidateFailure("error", f"{kind} in {name}(): {message}")
     exc = None
     if "StopIteration" not in chain and "StopAsyncIteration" not in chain:
         try:
