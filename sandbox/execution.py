@@ -12,31 +12,38 @@ What this protects against (each checked by ``tests/test_sandbox_attacks.py`` an
   job, forks the candidate and judge processes before it reads the job, so no program can
   find an earlier job's code, tests, output or verdict in its own memory.
 * Files and IPC: a fresh root with read-only system directories (/usr and the Python
-  installation), no host home, no host /tmp, no project files, no /etc, and a private
-  size-capped tmpfs as /tmp. After every program System V IPC objects and keyrings are
-  removed and /tmp is emptied by an iterative walk (no depth stops it); if anything is left,
-  the worker is retired and a new one started. POSIX queues cannot be created
+  installation), no host home, no host /tmp, no project files, no /etc. Each job gets its
+  own mount, network and IPC namespaces (``sandbox/inside/isolate.py``): a new size-capped
+  tmpfs as /tmp, a new loopback device, empty System V tables, so no counter one job moves
+  (inode numbers, IPC ids, socket counters, TIME_WAIT sockets) is there for the next.
+  Keyrings (per uid) are removed after every program and /tmp is emptied too; if anything
+  is left, the worker is retired and a new one started. POSIX queues cannot be created
   (RLIMIT_MSGQUEUE 0). Environment variables are scrubbed.
 * Resources: CPU time of the program's whole process tree (children, zombies and orphans
-  included) against the exact ``cpu_s``; address space, file size, processes, open files
-  (rlimits); the sandbox's total resident memory (sampled every 20 ms); a wall-clock timeout
-  that kills the whole tree; a hard cap on captured output. ``ExecResult.limit`` names the
-  limit that was measured to be exceeded.
+  included; SIGCHLD's disposition cannot be changed, so the kernel never reaps a child and
+  drops its time) against the exact ``cpu_s``; address space, file size, processes, open
+  files (rlimits); the sandbox's total resident memory plus System V shared memory (sampled
+  every 20 ms; memfds cannot be created); a wall-clock timeout that kills the whole tree; a
+  hard cap on captured output. ``ExecResult.limit`` names the limit that was measured to be
+  exceeded.
 * Privilege: candidate code never runs as root. As root on the host (CI), bwrap runs
   privileged and the worker switches each program to its own unprivileged uid (root ignores
   RLIMIT_NPROC); otherwise bwrap uses an unprivileged user namespace. ``no_new_privs`` is set
   and every mount is ``nosuid``.
 * Forged verdicts (test jobs): see ``sandbox/inside/judge.py``; tests run in a separate process
-  that the candidate cannot reach, and only plain data crosses from the candidate.
+  that the candidate cannot reach, and only data crosses from the candidate, decoded into
+  standard types by their constructors (``sandbox/inside/values.py``).
 
 Kernel attack surface: a seccomp filter (``sandbox.seccomp``, x86-64 and aarch64; any other
 architecture is refused) denies namespaces, mounts, ptrace, keyrings, BPF, perf,
-userfaultfd, io_uring and module/kexec calls.
+userfaultfd, io_uring, memfd_create, changing SIGCHLD's disposition and module/kexec calls
+(bwrap installs an outer filter that lets the supervisor make the job's namespaces; the
+strict one is stacked before any program runs).
 
 What it does not protect against: kernel exploits through the syscalls still allowed; side
 channels and timing; reading the world-readable system files under /usr and the Python
 installation; using CPU and memory up to the limits (memory is watched, not enforced by a
-cgroup: a burst between two samples, tmpfs pages, pipes and memfds add bounded extra);
+cgroup: a burst between two samples, tmpfs pages and pipe buffers add bounded extra);
 and a program that legitimately computes the right answers by other means. There is no
 unsandboxed fallback: if bubblewrap cannot start, :class:`SandboxUnavailable` is raised.
 """
@@ -63,7 +70,7 @@ from sandbox.seccomp import UnsupportedArchitecture, filter_program
 logger = logging.getLogger(__name__)
 
 _INSIDE = Path(__file__).with_name("inside")
-_INSIDE_MODULES = ("common", "candidate", "judge", "cleanup", "job", "worker")  # dependency order
+_INSIDE_MODULES = ("common", "values", "isolate", "candidate", "judge", "cleanup", "job", "worker")  # dependency order
 # Host-side slack on top of a job's wall limit before the whole sandbox is killed.
 _BACKSTOP_S = 5.0
 _START_TIMEOUT_S = 30.0
@@ -207,10 +214,15 @@ def bwrap_command(*, tmp_size_mb: int) -> tuple[list[str], dict[str, Any]]:
         cfg = {"candidate_uid": base, "judge_uid": base + 1}
         ns = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         keep = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHECKPOINT_RESTORE")  # the last: ns_last_pid
-        caps = ["--cap-drop", "ALL"] + [a for c in keep for a in ("--cap-add", c)]
     else:
         cfg = {"candidate_uid": None, "judge_uid": None}
-        ns, caps = ["--unshare-all"], []
+        ns, keep = ["--unshare-all"], ()
+    # Each job's supervisor makes its own mount, network and IPC namespaces (a fresh /tmp,
+    # loopback and IPC ids per job); candidate and judge processes never hold a capability.
+    keep += ("CAP_SYS_ADMIN", "CAP_NET_ADMIN")
+    caps = ["--cap-drop", "ALL"] + [a for c in keep for a in ("--cap-add", c)]
+    cfg["tmp_size_mb"] = tmp_size_mb
+    cfg["seccomp"] = filter_program().hex()  # the strict filter, stacked per job (sandbox.seccomp)
     cmd = [
         bwrap, *ns, *caps,
         "--die-with-parent", "--new-session", "--as-pid-1",
@@ -230,12 +242,12 @@ class Worker:
 
     def __init__(self, *, slot: int = 0, tmp_size_mb: int = 64) -> None:
         self.slot = slot
-        cmd, self.config = bwrap_command(tmp_size_mb=tmp_size_mb)
-        self._buf = bytearray()
         try:
-            program = filter_program()
+            program = filter_program(supervisor=True)
+            cmd, self.config = bwrap_command(tmp_size_mb=tmp_size_mb)
         except UnsupportedArchitecture as exc:
             raise SandboxUnavailable(str(exc)) from exc
+        self._buf = bytearray()
         read_end, write_end = os.pipe()  # bwrap reads the filter from a descriptor
         os.write(write_end, program)
         os.close(write_end)
@@ -256,6 +268,9 @@ class Worker:
             err = self._stderr_tail()
             self.kill()
             raise SandboxUnavailable(f"sandbox failed to start: {err or 'no greeting from the worker'}")
+        if hello["hello"].get("error"):
+            self.kill()
+            raise SandboxUnavailable(f"sandbox failed to start: {hello['hello']['error']}")
         self.info: dict[str, Any] = hello["hello"]
 
     @property

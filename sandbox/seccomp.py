@@ -24,7 +24,9 @@ from dataclasses import dataclass
 _LD_W_ABS, _JEQ_K, _JSET_K, _JGE_K, _RET_K = 0x20, 0x15, 0x45, 0x35, 0x06
 _RET_ALLOW, _RET_ERRNO, _RET_KILL_PROCESS = 0x7FFF0000, 0x00050000, 0x80000000
 _X32_SYSCALL_BIT = 0x40000000
-_OFF_NR, _OFF_ARCH, _OFF_ARG0_LOW = 0, 4, 16
+_OFF_NR, _OFF_ARCH, _OFF_ARG0_LOW, _OFF_ARG1_LOW, _OFF_ARG1_HIGH = 0, 4, 16, 24, 28
+_SIGCHLD = 17  # the same on x86-64 and aarch64
+_JOB_NAMESPACES = 0x00020000 | 0x40000000 | 0x08000000  # CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
 _CLONE_NEW_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x80
 
@@ -38,6 +40,7 @@ DENIED_X86_64 = {
     "process_vm_writev": 311, "finit_module": 313, "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323,
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428,
     "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
+    "memfd_create": 319,
 }  # fmt: skip
 # aarch64 uses the generic table (include/uapi/asm-generic/unistd.h): the same calls, other numbers
 DENIED_AARCH64 = {
@@ -49,6 +52,7 @@ DENIED_AARCH64 = {
     "process_vm_writev": 271, "finit_module": 273, "kexec_file_load": 294, "bpf": 280, "userfaultfd": 282,
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428,
     "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
+    "memfd_create": 279,
 }  # fmt: skip
 
 
@@ -60,12 +64,15 @@ class Abi:
     denied: dict[str, int]
     clone: int
     clone3: int
+    rt_sigaction: int
     x32_bit: bool  # x86-64 only: numbers with this bit set are the x32 ABI
 
 
 ABIS = {
-    "x86_64": Abi(audit_arch=0xC000003E, denied=DENIED_X86_64, clone=56, clone3=435, x32_bit=True),
-    "aarch64": Abi(audit_arch=0xC00000B7, denied=DENIED_AARCH64, clone=220, clone3=435, x32_bit=False),
+    "x86_64": Abi(audit_arch=0xC000003E, denied=DENIED_X86_64, clone=56, clone3=435, rt_sigaction=13, x32_bit=True),
+    "aarch64": Abi(
+        audit_arch=0xC00000B7, denied=DENIED_AARCH64, clone=220, clone3=435, rt_sigaction=134, x32_bit=False
+    ),
 }
 
 
@@ -82,9 +89,13 @@ def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
-def filter_program(machine: str | None = None) -> bytes:
+def filter_program(machine: str | None = None, *, supervisor: bool = False) -> bytes:
     """The filter for ``machine`` (default: this host) as ``struct sock_filter[]`` bytes.
 
+    ``supervisor=True``: the outer filter, handed to bwrap for the worker and the per-job
+    supervisors, which in addition may ``unshare`` a mount, network and IPC namespace and
+    ``mount`` (a fresh /tmp per job). Each supervisor stacks the default, strict filter on
+    top before it forks a candidate or judge process, and seccomp applies every filter.
     Raises :class:`UnsupportedArchitecture` where no filter exists: fail closed.
     """
     machine = machine or host_machine()
@@ -112,7 +123,29 @@ def filter_program(machine: str | None = None) -> bytes:
         _insn(_JSET_K, _CLONE_NEW_FLAGS, jf=1),
         _insn(_RET_K, eperm),
         _insn(_RET_K, _RET_ALLOW),
+        # rt_sigaction(SIGCHLD, act != NULL): a SIGCHLD ignored (or SA_NOCLDWAIT) makes the kernel
+        # reap children itself, and their CPU time then reaches nobody's rusage. Reading the
+        # disposition (act NULL) and every other signal stay allowed.
+        _insn(_JEQ_K, abi.rt_sigaction, jf=8),
+        _insn(_LD_W_ABS, _OFF_ARG0_LOW),
+        _insn(_JEQ_K, _SIGCHLD, jf=4),
+        _insn(_LD_W_ABS, _OFF_ARG1_LOW),
+        _insn(_JEQ_K, 0, jf=3),
+        _insn(_LD_W_ABS, _OFF_ARG1_HIGH),
+        _insn(_JEQ_K, 0, jt=0, jf=1),
+        _insn(_RET_K, _RET_ALLOW),
+        _insn(_RET_K, eperm),
     ]
+    if supervisor:
+        prog += [
+            _insn(_JEQ_K, abi.denied["unshare"], jf=4),
+            _insn(_LD_W_ABS, _OFF_ARG0_LOW),
+            _insn(_JSET_K, 0xFFFFFFFF & ~_JOB_NAMESPACES, jf=1),
+            _insn(_RET_K, eperm),
+            _insn(_RET_K, _RET_ALLOW),
+            _insn(_JEQ_K, abi.denied["mount"], jf=1),
+            _insn(_RET_K, _RET_ALLOW),
+        ]
     for nr in sorted(abi.denied.values()):
         prog += [_insn(_JEQ_K, nr, jf=1), _insn(_RET_K, eperm)]
     prog.append(_insn(_RET_K, _RET_ALLOW))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import random
+import re
 import threading
 import time
 
 import pytest
 
 from verifiers.base import Verdict
-from verifiers.code_verifier import CodeVerifier, extract_code, normalize_output
+from verifiers.code_verifier import CodeVerifier, extract_code, fenced_blocks, normalize_output
 from verifiers.registry import get_verifier
 
 
@@ -97,6 +99,40 @@ def test_verdicts(verifier, name, problem, completion, ok, reason):
 )
 def test_extract_code(text, code):
     assert extract_code(text) == code
+
+
+# The one-regex extractor that ``fenced_blocks`` replaced (quadratic on a long final opening
+# line): the line-by-line pass must find exactly its blocks.
+_OLD_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
+_PIECES = ["```", "```python", "```py x", " ```", "\t```  ", "````", "```\r", "code", "", "  ", "é", "```a-b.c+d e"]
+
+
+def _old_blocks(text):
+    return [(m.group(1).lower(), m.group(2)) for m in _OLD_FENCE.finditer(text)]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_fenced_blocks_match_the_old_regex(seed):
+    rng = random.Random(seed)
+    text = "\n".join(rng.choice(_PIECES) for _ in range(rng.randrange(1, 12)))
+    text += rng.choice(["", "\n"])
+    assert fenced_blocks(text) == _old_blocks(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "prose\n```python" + "x" * 1_000_000,  # the long final line that starts a fence
+        "```python\n" + "```" + "y" * 1_000_000,
+        "```\n" * 300_000,
+        ("```python\n" + "z" * 100 + "\n") * 10_000,
+    ],
+)
+def test_extraction_is_linear_on_a_megabyte(text):
+    start = time.process_time()
+    extract_code(text)
+    # Safety bound only: it takes milliseconds; the old regex took minutes on the first case.
+    assert time.process_time() - start < 2.0
 
 
 def test_normalize_output():

@@ -258,7 +258,7 @@ def test_a_stop_iteration_from_the_candidate_cannot_end_a_test_loop(pool):
      frozenset({(1, "a")}), -0j],
 )
 def test_value_codec_round_trips_exact_types(value):
-    from sandbox.inside.common import decode_value, encode_value
+    from sandbox.inside.values import decode_value, encode_value
 
     back = decode_value(json.loads(json.dumps(encode_value(value))))
     assert type(back) is type(value)
@@ -270,14 +270,14 @@ def test_value_codec_round_trips_exact_types(value):
     [{"#x": 1}, {"a": 1, "b": 2}, {"#t": "abc"}, {"#d": [[1]]}, {"#d": [[[1], 2]]}, {"#b": "zz"}, {"#c": [1]}],
 )
 def test_value_codec_rejects_anything_else(wire):
-    from sandbox.inside.common import decode_value
+    from sandbox.inside.values import decode_value
 
     with pytest.raises((ValueError, TypeError)):
         decode_value(wire)
 
 
 def test_value_codec_refuses_non_data():
-    from sandbox.inside.common import encode_value
+    from sandbox.inside.values import encode_value
 
     class Int(int):
         pass

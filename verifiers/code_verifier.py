@@ -29,15 +29,49 @@ from verifiers.base import Verdict
 
 logger = logging.getLogger(__name__)
 
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
+# Matched against one line at a time (never across lines), so that extraction is linear in
+# the completion's length: one regex over the whole text backtracked quadratically on a long
+# final line that starts a fence.
+_OPENER = re.compile(r"[ \t]*```[ \t]*([\w+.-]*)")
+_CLOSER = re.compile(r"[ \t]*```[ \t]*")
 _PYTHON_TAGS = {"python", "py", "python3", "py3"}
 _DETAIL_CHARS = 300
 
 
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """``(tag, body)`` of every fenced block, in order, in one pass over the lines.
+
+    An opening line is three backticks, a tag and anything after it, ended by a newline; the
+    body runs to the next line that is only three backticks, or to the end of the text.
+    """
+    blocks, pos, size = [], 0, len(text)
+    while pos < size:
+        end = text.find("\n", pos)
+        if end < 0:
+            break  # an opening fence needs its newline
+        opener = _OPENER.match(text, pos, end)
+        pos = end + 1
+        if opener is None:
+            continue
+        start = line = pos
+        while True:
+            nl = text.find("\n", line)
+            line_end = size if nl < 0 else nl
+            if _CLOSER.fullmatch(text, line, line_end):
+                blocks.append((opener.group(1).lower(), text[start:line]))
+                pos = line_end + 1
+                break
+            if nl < 0:
+                blocks.append((opener.group(1).lower(), text[start:]))  # never closed
+                return blocks
+            line = nl + 1
+    return blocks
+
+
 def extract_code(completion: str) -> str | None:
     """The program in ``completion``: the last python-tagged fenced block, else the last
-    untagged one, else None."""
-    blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(completion)]
+    untagged one, else None. Linear time in ``len(completion)``."""
+    blocks = fenced_blocks(completion)
     for wanted in (lambda tag: tag in _PYTHON_TAGS, lambda tag: tag == ""):
         chosen = [body for tag, body in blocks if wanted(tag)]
         if chosen and chosen[-1].strip():

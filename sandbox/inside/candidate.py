@@ -11,7 +11,8 @@ import os
 import sys
 import traceback
 
-from sandbox.inside.common import _describe, become, decode_value, encode_value, recv_frame, send_frame, set_limits
+from sandbox.inside.common import _describe, become, recv_frame, send_frame, set_limits
+from sandbox.inside.values import TooDeep, decode_value, deep_call, encode_value, exception_data
 
 CANDIDATE_FILE = "<candidate>"
 WORK_DIR = "/tmp"
@@ -62,9 +63,40 @@ def candidate_main(cfg, status_fd, job_fd):
     os._exit(code)
 
 
+class Quitter:
+    """``exit``/``quit`` as ``site`` defines them (the sandbox runs Python with ``-S``)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"Use {self.name}() or Ctrl-D (i.e. EOF) to exit"
+
+    def __call__(self, code=None):
+        try:
+            sys.stdin.close()
+        except BaseException:  # noqa: BLE001 - as site.Quitter
+            pass
+        raise SystemExit(code)
+
+
+def program_module(name):
+    """A fresh module for the program, registered in ``sys.modules`` as CPython does for
+    ``__main__`` (dataclasses, ``typing.get_type_hints`` and pickle look the module up there)."""
+    import types
+
+    module = types.ModuleType(name)
+    module.__builtins__ = builtins
+    if name == "__main__":
+        module.__file__ = "main.py"
+    sys.modules[name] = module
+    builtins.exit, builtins.quit = Quitter("exit"), Quitter("quit")
+    return module.__dict__
+
+
 def run_script(program):
     """Run like ``python main.py``: SystemExit sets the status; threads and atexit run."""
-    glb = {"__name__": "__main__", "__builtins__": builtins, "__file__": "main.py"}
+    glb = program_module("__main__")
     code = 0
     try:
         exec(program, glb)
@@ -117,7 +149,7 @@ def _exit_code(value):
 
 def serve_calls(program):
     """Import the candidate, announce its names to T, then answer calls until T hangs up."""
-    glb = {"__name__": "solution", "__builtins__": builtins}
+    glb = program_module("solution")
     try:
         exec(program, glb)
     except BaseException as exc:  # noqa: BLE001 - reported to T, which decides
@@ -133,14 +165,14 @@ def serve_calls(program):
             names[name] = {"callable": True}
         else:
             try:
-                names[name] = {"value": encode_value(value)}
-            except (TypeError, ValueError):
+                names[name] = {"value": deep_call(encode_value, value)}
+            except (TypeError, ValueError, RecursionError):
                 pass
     _flush()
-    send_frame(4, {"names": names})
+    deep_call(send_frame, 4, {"names": names})
     handles = []  # objects that are not plain data stay here; the judge gets their index
     while True:
-        req = recv_frame(3)
+        req = deep_call(recv_frame, 3)
         if req is None:
             return 0
         args = kwargs = None
@@ -159,24 +191,34 @@ def serve_calls(program):
                         send_frame(4, {"stop": True})
                         continue
                 else:
-                    args, kwargs = decode_value(req["args"]), decode_value(req["kwargs"])
+                    args, kwargs = deep_call(decode_value, req["args"]), deep_call(decode_value, req["kwargs"])
                     result = target(*args, **kwargs)
             else:
-                args, kwargs = decode_value(req["args"]), decode_value(req["kwargs"])
+                args, kwargs = deep_call(decode_value, req["args"]), deep_call(decode_value, req["kwargs"])
                 result = glb[req["name"]](*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - includes SystemExit from sys.exit()
             _flush()
-            send_frame(4, {"raised": _describe(exc), **_mutated(req, args, kwargs)})
+            reply = {"raised": _describe(exc), "exc": _exception_data(exc), **_mutated(req, args, kwargs)}
+            deep_call(send_frame, 4, reply)
             continue
         try:
-            reply = {"value": encode_value(result)}
+            reply = {"value": deep_call(encode_value, result)}
+        except TooDeep as exc:
+            reply = {"unsupported": str(exc)}  # a reason for the verdict, not an opaque handle
         except (TypeError, ValueError, RecursionError):
             handles.append(result)
             reply = {"handle": len(handles) - 1, "type": type(result).__name__[:100]}
             if callable(getattr(type(result), "__next__", None)):
                 reply["iterator"] = True  # a generator or iterator: the tests may consume it
         _flush()
-        send_frame(4, {**reply, **_mutated(req, args, kwargs)})
+        deep_call(send_frame, 4, {**reply, **_mutated(req, args, kwargs)})
+
+
+def _exception_data(exc):
+    try:
+        return deep_call(exception_data, exc)
+    except BaseException:  # noqa: BLE001 - the judge falls back to the name and text
+        return None
 
 
 def _flush():
@@ -194,9 +236,9 @@ def _mutated(req, args, kwargs):
     if args is None:
         return {}
     try:
-        after = encode_value(args), encode_value(kwargs)
+        after = deep_call(encode_value, args), deep_call(encode_value, kwargs)
     except (TypeError, ValueError, RecursionError):
         return {}  # the program put non-data into an argument: nothing the tests could compare
-    if after == (req["args"], req["kwargs"]):
+    if deep_call(after.__eq__, (req["args"], req["kwargs"])):
         return {}
     return {"args": after[0], "kwargs": after[1]}

@@ -1,12 +1,11 @@
-"""Shared by every process inside the sandbox: framing, the value codec, process set-up.
+"""Shared by every process inside the sandbox: framing and process set-up.
 
 Everything under ``sandbox/inside`` runs inside the sandbox, under ``python -I -S``: the host
 joins the four modules into one ``-c`` script (``sandbox.execution.worker_source``), dropping
 their ``from sandbox.inside...`` imports, so they may use the standard library only.
 
 Frames (host <-> worker, worker -> G/T, G <-> T): 4-byte big-endian length + UTF-8 JSON.
-Values that cross from the candidate to the judge are JSON with tagged objects, and decode
-to exact builtin types only (no subclasses, no user objects).
+Values that cross between the candidate and the judge: ``sandbox.inside.values``.
 """
 
 import ctypes
@@ -18,7 +17,6 @@ import signal
 import struct
 
 MAX_FRAME = 64 << 20  # any message bigger than this comes from a hostile peer
-MAX_VALUE_DEPTH = 200
 LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_DUMPABLE = 4
 
@@ -56,80 +54,6 @@ def send_frame(fd, obj):
         view = view[os.write(fd, view) :]
 
 
-# ------------------------------------------------------------------ value encoding
-# Candidate -> judge values are JSON with tagged objects; decoding yields exact builtin types.
-
-
-def encode_value(x, depth=0):
-    if depth > MAX_VALUE_DEPTH:
-        raise ValueError("value nested too deeply")
-    t = type(x)
-    if x is None or t is bool or t is str:
-        return x
-    if t is int:
-        return x if x.bit_length() < 10000 else {"#i": hex(x)}
-    if t is float:
-        return x
-    if t is list:
-        return [encode_value(v, depth + 1) for v in x]
-    if t is tuple:
-        return {"#t": [encode_value(v, depth + 1) for v in x]}
-    if t is dict:
-        return {"#d": [[encode_value(k, depth + 1), encode_value(v, depth + 1)] for k, v in x.items()]}
-    if t is set or t is frozenset:
-        return {"#s" if t is set else "#f": [encode_value(v, depth + 1) for v in x]}
-    if t is bytes:
-        return {"#b": x.hex()}
-    if t is complex:
-        return {"#c": [x.real, x.imag]}
-    # Common stand-ins that compare like their plain counterparts; converting them here
-    # (in the untrusted process) is safe because the judge only ever decodes plain data.
-    mod = getattr(t, "__module__", "")
-    if mod == "collections" and t.__name__ in ("Counter", "OrderedDict", "defaultdict"):
-        return encode_value(dict(x), depth)
-    if mod == "numpy" and hasattr(x, "item") and getattr(x, "ndim", None) == 0:
-        return encode_value(x.item(), depth)
-    raise TypeError(f"value of type {t.__module__}.{t.__qualname__} is not plain data")
-
-
-def decode_value(x, depth=0):
-    if depth > MAX_VALUE_DEPTH:
-        raise ValueError("value nested too deeply")
-    t = type(x)
-    if x is None or t in (bool, int, float, str):
-        return x
-    if t is list:
-        return [decode_value(v, depth + 1) for v in x]
-    if t is dict and len(x) == 1:
-        ((tag, v),) = x.items()
-        if tag == "#t":
-            return tuple(decode_value(e, depth + 1) for e in _list(v))
-        if tag == "#d":
-            out = {}
-            for pair in _list(v):
-                if type(pair) is not list or len(pair) != 2:
-                    raise ValueError("bad dict item")
-                out[decode_value(pair[0], depth + 1)] = decode_value(pair[1], depth + 1)
-            return out
-        if tag == "#s":
-            return {decode_value(e, depth + 1) for e in _list(v)}
-        if tag == "#f":
-            return frozenset(decode_value(e, depth + 1) for e in _list(v))
-        if tag == "#b" and type(v) is str:
-            return bytes.fromhex(v)
-        if tag == "#c" and type(v) is list and len(v) == 2:
-            return complex(float(v[0]), float(v[1]))
-        if tag == "#i" and type(v) is str:
-            return int(v, 16)
-    raise ValueError("malformed value")
-
-
-def _list(v):
-    if type(v) is not list:
-        raise ValueError("malformed value")
-    return v
-
-
 def place_fds(mapping, max_fd):
     """Make each target fd a copy of its source fd, and close every other fd above 2."""
     import fcntl
@@ -165,12 +89,23 @@ def set_limits(limits, nproc):
         resource.setrlimit(res, value)
 
 
+def drop_capabilities():
+    """Clear every capability of this process: the supervisor's (kept by the worker for the
+    per-job namespaces) must not reach candidate or judge. Fails closed."""
+    header = struct.pack("=Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = ctypes.create_string_buffer(24)  # two zeroed __user_cap_data_struct
+    if LIBC.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+    # No exec can bring them back: no_new_privs (bwrap) ignores setuid bits and file caps.
+
+
 def become(uid):
     """Switch to ``uid`` (root hosts; None: keep the user namespace's only uid)."""
     if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    drop_capabilities()
     LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -25,6 +25,7 @@ import time
 from sandbox.inside.candidate import candidate_main
 from sandbox.inside.cleanup import cleanup
 from sandbox.inside.common import LIBC, MAX_FRAME, place_fds, read_exact, recv_frame, send_frame
+from sandbox.inside.isolate import fresh_namespaces
 from sandbox.inside.judge import judge_main
 
 SCAN_S = 0.02
@@ -81,6 +82,7 @@ class Spares:
 def supervise(cfg, max_fd, keys_baseline):
     """The whole life of S; returns its exit status for the worker."""
     LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    fresh_namespaces(cfg)
     spares = Spares(cfg, max_fd)
     job = recv_frame(0)
     if job is None:
@@ -134,7 +136,25 @@ def tree_usage(skip):
             continue
         fields = stat[stat.rindex(b")") + 2 :].split()
         cpu_ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return cpu_ticks / TICK, rss
+    return cpu_ticks / TICK, rss + shm_bytes()
+
+
+def shm_bytes():
+    """Resident and swapped bytes of every System V shared memory segment of the job (its own
+    IPC namespace). A segment holds memory with no process attached, so no process's RSS shows
+    it; pages that are attached count here and in the RSS of each process that maps them."""
+    try:
+        with open("/proc/sysvipc/shm") as fh:
+            head, *rows = fh.read().splitlines()
+    except OSError:
+        return 0
+    names = head.split()
+    cols = [names.index(c) for c in ("rss", "swap") if c in names] or [names.index("size")]
+    total = 0
+    for row in rows:
+        fields = row.split()
+        total += sum(int(fields[c]) for c in cols if c < len(fields))
+    return total
 
 
 def kill_tree():

@@ -12,7 +12,8 @@ import os
 import sys
 import traceback
 
-from sandbox.inside.common import MAX_VALUE_DEPTH, _describe, become, decode_value, encode_value, recv_frame, send_frame, set_limits  # noqa: E501
+from sandbox.inside.common import _describe, become, recv_frame, send_frame, set_limits
+from sandbox.inside.values import MAX_VALUE_DEPTH, build_exception, decode_value, deep_call, encode_value, exception_class  # noqa: E501
 
 TESTS_FILE = "<tests>"
 
@@ -48,13 +49,14 @@ class Remote:
             payload = {**target, "op": op}
         else:
             try:
-                payload = {**target, "args": encode_value(list(args)), "kwargs": encode_value(dict(kwargs or {}))}
-            except (TypeError, ValueError) as exc:
+                payload = {**target, "args": deep_call(encode_value, list(args)),
+                           "kwargs": deep_call(encode_value, dict(kwargs or {}))}  # fmt: skip
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise UnsupportedTest(f"tests pass a non-data argument to {label}(): {exc}") from None
         try:
-            send_frame(3, payload)
-            reply = recv_frame(4)
-        except (OSError, ValueError) as exc:
+            deep_call(send_frame, 3, payload)
+            reply = deep_call(recv_frame, 4)
+        except (OSError, ValueError, RecursionError) as exc:
             raise CandidateFailure("died", f"candidate process failed: {exc}") from None
         if reply is None:
             raise CandidateFailure("died", f"candidate process exited during {label}")
@@ -69,8 +71,9 @@ class Remote:
 def copy_back_arguments(args, kwargs, reply, label):
     """Apply the program's in-place changes to the tests' own argument objects."""
     try:
-        new_args, new_kwargs = decode_value(reply["args"]), decode_value(reply.get("kwargs", {"#d": []}))
-    except (ValueError, TypeError, RecursionError) as exc:
+        new_args = deep_call(decode_value, reply["args"])
+        new_kwargs = deep_call(decode_value, reply.get("kwargs", {"#d": []}))
+    except Exception as exc:  # noqa: BLE001 - whatever the candidate sent, never a crash of the judge
         raise CandidateFailure("protocol", f"malformed arguments from {label}(): {exc}") from None
     if type(new_args) is not list or len(new_args) != len(args) or type(new_kwargs) is not dict:
         raise CandidateFailure("protocol", f"malformed arguments from {label}()")
@@ -157,34 +160,49 @@ def reply_value(reply, name, remote):
         raise CandidateFailure("protocol", "malformed reply")
     if "value" in reply:
         try:
-            return decode_value(reply["value"])
-        except (ValueError, TypeError, RecursionError) as exc:
+            return deep_call(decode_value, reply["value"])
+        except Exception as exc:  # noqa: BLE001 - whatever the candidate sent, never a crash of the judge
             raise CandidateFailure("protocol", f"malformed value from {name}(): {exc}") from None
+    if "unsupported" in reply:
+        raise CandidateFailure("error", f"unsupported value from {name}(): {str(reply['unsupported'])[:200]}")
     if "raised" in reply:
-        kind, message = (list(reply["raised"]) + ["", ""])[:2]
-        kind, message = str(kind), str(message)
-        if kind == "MemoryError":
-            raise CandidateFailure("memory", f"MemoryError in {name}()")
-        if kind == "RecursionError":
-            raise CandidateFailure("error", f"RecursionError in {name}(): {message}")
-        cls = getattr(builtins, kind, None)
-        # StopIteration escaping into the tests could silently end a loop over results
-        # (zip(inputs, map(candidate, inputs))); like PEP 479, it becomes a RuntimeError.
-        if cls in (StopIteration, StopAsyncIteration):
-            cls = None
-        if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
-            try:
-                exc = cls(message)
-            except Exception:  # noqa: BLE001 - exotic constructor signatures
-                exc = RuntimeError(f"{kind}: {message}")
-        else:
-            exc = RuntimeError(f"{kind}: {message}")
-        exc.sdp_remote = f"{kind}: {message}"
-        raise exc
+        raise remote_exception(reply, name)
     if "handle" in reply and type(reply["handle"]) is int:
         cls = RemoteIterator if reply.get("iterator") is True else RemoteObject
         return cls(remote, reply["handle"], f"{name}: {str(reply.get('type'))[:100]}")
     raise CandidateFailure("protocol", "malformed reply")
+
+
+def remote_exception(reply, name):
+    """The exception the tests see for one the candidate raised: its own class where the judge
+    has it, else a stand-in of the same name under every known class of its chain, built from
+    plain data (``sandbox.inside.values``). Failures of the program itself (MemoryError,
+    RecursionError) end the tests; StopIteration becomes a RuntimeError, as under PEP 479,
+    so that it cannot silently end a loop over results."""
+    kind, message = (list(reply["raised"]) + ["", ""])[:2] if type(reply["raised"]) is list else ("", "")
+    kind, message = str(kind)[:200], str(message)[:2000]
+    data = reply.get("exc")
+    chain = [str(e[1]) for e in data["mro"] if type(e) is list and len(e) == 2] if type(data) is dict and type(
+        data.get("mro")) is list else [kind]  # fmt: skip
+    if "MemoryError" in chain:
+        return CandidateFailure("memory", f"MemoryError in {name}()")
+    if "RecursionError" in chain:
+        return CandidateFailure("error", f"RecursionError in {name}(): {message}")
+    if type(data) is dict and "Exception" not in chain:
+        # SystemExit, KeyboardInterrupt, GeneratorExit: under CPython they end the tests, and
+        # no `except Exception` in a test may catch them.
+        return CandidateFailure("error", f"{kind} in {name}(): {message}")
+    exc = None
+    if "StopIteration" not in chain and "StopAsyncIteration" not in chain:
+        try:
+            cls = exception_class(data)
+            exc = build_exception(cls, data, message) or build_exception(cls, {"args": None}, message)
+        except Exception:  # noqa: BLE001 - malformed: the generic stand-in below
+            exc = None
+    if exc is None:
+        exc = RuntimeError(f"{kind}: {message}")
+    exc.sdp_remote = f"{kind}: {message}"
+    return exc
 
 
 def make_stub(remote, name):
@@ -219,7 +237,7 @@ def judge_main(cfg, result_fd, tests_fd):
 def judge(tests):
     remote = Remote()
     try:
-        hello = recv_frame(4)
+        hello = deep_call(recv_frame, 4)
     except (OSError, ValueError) as exc:
         hello = {"died": str(exc)}
     if type(hello) is not dict or "names" not in hello or type(hello["names"]) is not dict:
@@ -251,8 +269,8 @@ def judge(tests):
                     pass
         elif "value" in spec:
             try:
-                ns[name] = decode_value(spec["value"])
-            except (ValueError, TypeError, RecursionError):
+                ns[name] = deep_call(decode_value, spec["value"])
+            except Exception:  # noqa: BLE001 - a malformed value is left out
                 pass
     source = tests["tests"]
     linecache.cache[TESTS_FILE] = (len(source), None, source.splitlines(True), TESTS_FILE)

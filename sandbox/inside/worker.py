@@ -16,6 +16,7 @@ import traceback
 
 from sandbox.inside.cleanup import key_usage
 from sandbox.inside.common import LIBC, PR_SET_DUMPABLE, send_frame
+from sandbox.inside.isolate import fresh_namespaces
 from sandbox.inside.job import EXIT_DONE, supervise
 
 
@@ -31,6 +32,25 @@ def scramble_pids():
             fh.write(str(start))
     except (OSError, ValueError):
         pass
+
+
+def probe(cfg):
+    """None if a job's supervisor can make its fresh namespaces here, else why not."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fresh_namespaces(cfg)
+            os._exit(0)
+        except BaseException as exc:  # noqa: BLE001 - reported in the greeting
+            os.write(write_end, f"per-job namespaces unavailable: {exc}".encode()[:2000])
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    message = os.read(read_end, 4096).decode("utf-8", "replace")
+    os.close(read_end)
+    return None if status == 0 else message or "per-job namespaces unavailable"
 
 
 def reap_everything():
@@ -63,7 +83,8 @@ def main():
     gc.freeze()
     uid = cfg["candidate_uid"] if cfg["candidate_uid"] is not None else os.getuid()
     keys_baseline = key_usage(uid)
-    send_frame(1, {"hello": {"pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0]}})
+    hello = {"pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0], "error": probe(cfg)}
+    send_frame(1, {"hello": hello})
     while True:
         pid = os.fork()
         if pid == 0:
