@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -334,8 +335,13 @@ def parse_config(argv: list[str] | None = None) -> RoundConfig:
     """Parse `--config file.yaml` plus command-line overrides into a `RoundConfig`."""
     from trl import TrlParser
 
-    parser = TrlParser([RoundConfig])
+    from sdp.cli import DESCRIPTION, PROG, check_names
+
     args = list(argv) if argv is not None else None
+    check_names(RoundConfig, args if args is not None else sys.argv[1:])
+    parser = TrlParser([RoundConfig], prog=PROG, description=DESCRIPTION, allow_abbrev=False)
+    # TrlParser reads --config itself; declared here so that --help shows it.
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of config fields (replaces the defaults).")
     # Parse once with dict fields left as raw strings so they can be merged onto the
     # configured mapping instead of replacing it.
     raw_cli: dict[str, str] = {}
@@ -344,7 +350,7 @@ def parse_config(argv: list[str] | None = None) -> RoundConfig:
         for i, arg in enumerate(args[:-1]):
             if arg in flags:  # the last occurrence wins, as in argparse
                 raw_cli[flags[arg]] = args[i + 1]
-    (cfg,) = parser.parse_args_and_config(args=args)
+    cfg = parser.parse_args_and_config(args=args)[0]  # [1] would be the namespace holding `config`
     defaults = {a.dest: a.default for a in parser._actions}
     for name, text in raw_cli.items():
         override = _load_mapping(name, text)

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from sdp.config import RoundConfig, config_fingerprint, parse_config
+from sdp.fingerprint import refusal
 from sdp.launch.process import StageError, run_stage
 from sdp.round_stages import (
     evaluate_stage,
@@ -45,17 +46,17 @@ from sdp.stages.summary import write_summary
 logger = logging.getLogger("sdp.round")
 
 def check_run_config(run: RunDir, cfg: RoundConfig) -> None:
-    """Save the config; refuse to continue a run directory made with different settings."""
-    path = run.root / "config.yaml"
+    """Refuse to continue a run directory made with different settings, naming the fields that differ."""
     fingerprint_path = run.root / "config.fingerprint.json"
     fingerprint = config_fingerprint(cfg)
     if fingerprint_path.exists() and fingerprint_path.read_text() != fingerprint and run.manifest:
-        raise SystemExit(
-            f"{run.root} was started with a different configuration (see {path}); resuming it with these settings "
-            "would mix results. Use another --name, or the same settings."
-        )
-    atomic_write_text(fingerprint_path, fingerprint)
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        raise SystemExit(refusal(str(run.root), fingerprint_path.read_text(), fingerprint))
+
+
+def save_run_config(run: RunDir, cfg: RoundConfig) -> None:
+    """Record the settings of the run (after the preflight accepted them, so a rejected config leaves none)."""
+    atomic_write_text(run.root / "config.fingerprint.json", config_fingerprint(cfg))
+    atomic_write_text(run.root / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def check_model_path(field_name: str, model: str | None) -> None:
@@ -71,11 +72,12 @@ def check_model_path(field_name: str, model: str | None) -> None:
 
 
 def preflight(run: RunDir, cfg: RoundConfig) -> None:
-    """Build SFTConfig, SamplingParams, LoraConfig and the engine arguments now (in a child, no model loaded)."""
+    """Check every pass-through section and model now (`sdp.preflight`, in a child: no model loaded here)."""
     try:
         run_stage("sdp.preflight", cfg.to_dict(), run.root / "preflight.job.json")
-    except StageError as exc:
-        raise SystemExit(f"the configuration was rejected before any work (see the error above): {exc}") from None
+    except StageError:
+        raise SystemExit("the configuration was rejected before any work (the error above names the field); "
+                         "nothing was run") from None
 
 
 def plan_rounds(run: RunDir, cfg: RoundConfig) -> list[int]:
@@ -154,8 +156,22 @@ def run_round(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command: a config error is one line, Ctrl-C says how to resume (no traceback either way)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = parse_config(argv if argv is not None else sys.argv[1:])
+    try:
+        cfg = parse_config(argv if argv is not None else sys.argv[1:])
+    except ValueError as exc:  # every config check raises ValueError naming the field
+        raise SystemExit(f"error: {exc}") from None
+    try:
+        run_all(cfg)
+    except KeyboardInterrupt:
+        # Every file is written atomically and each finished stage is in the manifest: nothing to clean up.
+        print("\ninterrupted; run the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def run_all(cfg: RoundConfig) -> None:
+    """Load the problems, check the config, run the planned rounds, write the summary."""
     try:
         train_all = load_problems(cfg.train_problems, cfg.train_split)
         eval_set = (
@@ -173,11 +189,12 @@ def main(argv: list[str] | None = None) -> None:
     train_all, contamination = check_contamination(cfg, train_all, eval_set)
     run = RunDir(Path(cfg.output_dir) / cfg.name)
     check_run_config(run, cfg)
-    if contamination:
-        atomic_write_json(run.root / "decontamination.json", contamination)
     rounds = plan_rounds(run, cfg)
     if rounds or not run.done(0, "metrics"):
         preflight(run, cfg)
+    save_run_config(run, cfg)
+    if contamination:
+        atomic_write_json(run.root / "decontamination.json", contamination)
     logger.info(
         "run %s: %d training problems, %d held-out; rounds to run: %s",
         run.root,
@@ -214,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
             ray.shutdown()
     table = write_summary(run.root)
     print(table)
+    summary = run.root / "summary"
+    print(f"summary: {summary / 'table.md'}, {summary / 'summary.json'}, {summary / 'accuracy.png'}")
 
 
 if __name__ == "__main__":
