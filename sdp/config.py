@@ -211,9 +211,10 @@ class RoundConfig:
     replicas: int = field(default=1, metadata={"help": "executor ray: vLLM sampling replicas."})
     launcher: Literal["process", "accelerate"] = field(default="process", metadata={"help": "Train stage: one child "
         "process, or `accelerate launch` with num_processes ranks."})
-    num_processes: int = field(default=1, metadata={"help": "launcher accelerate: training processes."})
+    num_processes: int = field(default=1, metadata={"help": "launcher accelerate: training processes (> 1 "
+                               "without launcher accelerate is an error)."})
     accelerate_config: str | None = field(default=None, metadata={"help": "launcher accelerate: config file "
-        "(configs/accelerate/*.yaml); None: DDP on this machine."})
+        "(configs/accelerate/*.yaml); None: DDP on this machine. Set without launcher accelerate: an error."})
     dtype: str = field(default="float32", metadata={"help": "dtype the student trains in (bfloat16 on GPUs)."})
     teacher_dtype: str | None = field(default=None, metadata={"help": "dtype of the KD teacher (None: the student's)."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
@@ -247,6 +248,13 @@ class RoundConfig:
         self.report_to = check_report_to(self.report_to)
         if self.replicas < 1 or self.num_processes < 1:
             raise ValueError(f"replicas and num_processes must be >= 1, got {self.replicas}, {self.num_processes}")
+        if self.launcher != "accelerate":  # launcher process trains in one process: these would be ignored
+            if self.num_processes > 1:
+                raise ValueError(f"num_processes {self.num_processes} needs launcher: accelerate (launcher "
+                                 f"{self.launcher} trains in one process)")
+            if self.accelerate_config:
+                raise ValueError(f"accelerate_config {self.accelerate_config} needs launcher: accelerate "
+                                 f"(launcher {self.launcher} trains in one process)")
         n = int((self.eval_sampling or {}).get("n", 1))
         if self.eval_k is not None and not 1 <= self.eval_k <= n:
             raise ValueError(f"eval_k={self.eval_k} must be between 1 and eval_sampling.n={n}")

@@ -75,7 +75,9 @@ def _sampling(name: str, params: Mapping[str, Any]) -> None:
 
 def check_config(cfg: Mapping[str, Any]) -> list[str]:
     """Check each section and model of the config dict; return what was checked (raise ConfigCheckError)."""
-    checked = []
+    # The models first: EngineArgs resolves the model itself and would report a missing one as `engine_args`.
+    _check("model", lambda: check_models(cfg))
+    checked = ["models"]
     if cfg.get("kd") is not None:
         from sdp.distill.config import KDConfig
 
@@ -103,8 +105,6 @@ def check_config(cfg: Mapping[str, Any]) -> list[str]:
             for name in ("sampling", "eval_sampling"):
                 _check(name, lambda name=name: _sampling(name, cfg.get(name) or {}))
                 checked.append(name)
-    _check("model", lambda: check_models(cfg))
-    checked.append("models")
     return checked
 
 
