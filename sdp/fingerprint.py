@@ -1,24 +1,37 @@
-"""What differs between a run directory's saved fingerprint and the current config, and which stage that reaches.
+"""What differs between a run directory's saved fingerprint and the current config, which stage that reaches,
+and the rewind that re-runs from there.
 
-`sdp.round` refuses to resume a run directory with settings that change results; the refusal
-names each differing field (`sft.max_steps: 'five' -> 5`) and the first stage of a round that
-those fields feed, i.e. what would have to be re-run.
+When only fields of a later stage differ (SFT, LoRA, KD, quantization, selection, evaluation sampling),
+`sdp.round` rewinds the run directory to that stage and keeps everything before it: the samples and
+verdicts of the first round are reused. Rounds after it are dropped whole when the policy samples them
+(their candidates came from a checkpoint that is re-trained), and from the same stage when a fixed
+`teacher_model` samples them. Any other difference (the model, the problems, sampling, the seed, ...)
+is refused, naming each differing field (`sampling.n: 8 -> 4`) and the first stage it feeds.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from sdp.rundir import RunDir
 
 # The first stage of a round each field feeds; a field not listed feeds sampling (the whole round).
 STAGE_OF_FIELD: dict[str, str] = {
     **dict.fromkeys(("max_per_problem", "max_rationalized_share"), "select"),
     **dict.fromkeys(("sft", "lora", "kd", "quantize", "dtype", "teacher_dtype", "init_from", "launcher",
                      "num_processes", "accelerate_config"), "train"),
-    **dict.fromkeys(("eval_sampling", "eval_k", "eval_problems", "eval_split", "max_eval_problems"), "evaluate"),
+    # Not the held-out problems themselves: they also decide the overlap and decontamination of the training set.
+    **dict.fromkeys(("eval_sampling", "eval_k"), "evaluate"),
 }
 STAGE_ORDER = ("sample", "select", "train", "evaluate")
+# A round's stages from each rewind point on, and the files they wrote (relative to round-<k>/).
+_LATER = {"select": ("select", "train", "evaluate", "metrics"), "train": ("train", "evaluate", "metrics"),
+          "evaluate": ("evaluate", "metrics")}
+_FILES = {"select": ("sft.jsonl", "solve_rates.json"), "train": ("checkpoint", "trainer", "train_stats.json"),
+          "evaluate": ("eval",), "metrics": ("metrics.json",)}
 
 
 def _short(value: Any) -> str:
@@ -49,12 +62,24 @@ def first_stage(fields: Iterable[str]) -> str:
     return min(stages, key=STAGE_ORDER.index) if stages else "sample"
 
 
+def changed(saved: str, current: str) -> list[tuple[str, str]]:
+    """`config_diff` of two fingerprints (empty for an unreadable old one)."""
+    try:
+        return config_diff(json.loads(saved), json.loads(current))
+    except ValueError:  # a fingerprint from before it was JSON
+        return []
+
+
+def rewind_stage(saved: str, current: str) -> str | None:
+    """The stage a resume with these settings re-runs from, or None when it must be refused."""
+    diff = changed(saved, current)
+    stage = first_stage(name for name, _ in diff) if diff else "sample"
+    return None if stage == "sample" else stage
+
+
 def refusal(root: str, saved: str, current: str) -> str:
     """The message of a refused resume: the fields that differ and what they would re-run."""
-    try:
-        diff = config_diff(json.loads(saved), json.loads(current))
-    except ValueError:  # a fingerprint from before it was JSON
-        diff = []
+    diff = changed(saved, current)
     if not diff:
         return (f"{root} was started with a different configuration (see {root}/config.yaml); use another "
                 "--name, or the same settings.")
@@ -63,3 +88,44 @@ def refusal(root: str, saved: str, current: str) -> str:
     return (f"{root} was started with a different configuration: {fields}. That changes the {stage} stage "
             f"onwards, so the completed rounds would have to be re-run from {stage}; resuming with these "
             f"settings would mix results. Use another --name, or the settings in {root}/config.yaml.")
+
+
+def _round_of(key: str) -> int:
+    return int(key.split("/")[0].split("-")[1])
+
+
+def _drop(run: RunDir, k: int, stages: Iterable[str]) -> None:
+    for stage in stages:
+        run.manifest.pop(run.key(k, stage), None)
+        for name in _FILES.get(stage, ()):
+            path = run.root / f"round-{k}" / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+def rewind(run: RunDir, stage: str, teacher_sampled: bool) -> str:
+    """Forget `stage` onwards (select, train or evaluate) as `sdp.fingerprint` describes; return what is re-run."""
+    rounds = sorted({_round_of(key) for key in run.manifest})
+    if stage == "evaluate":
+        for k in rounds:
+            _drop(run, k, _LATER["evaluate"])
+        what = f"the evaluate stage of rounds {rounds}"
+    else:
+        trained = [k for k in rounds if k >= 1]
+        if not trained:
+            return "nothing (no round has started)"
+        first = trained[0]
+        for k in trained:
+            if k == first or teacher_sampled:
+                _drop(run, k, _LATER[stage])
+            else:
+                for key in [key for key in run.manifest if _round_of(key) == k]:
+                    del run.manifest[key]
+                shutil.rmtree(run.root / f"round-{k}", ignore_errors=True)
+        later = "" if len(trained) == 1 else (f"; rounds {trained[1:]} from {stage}" if teacher_sampled
+                                               else f"; rounds {trained[1:]} whole")
+        what = f"round {first} from its {stage} stage (its samples and verdicts are kept){later}"
+    run.save_manifest()
+    return what

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from sdp.config import RoundConfig, config_fingerprint, parse_config
-from sdp.fingerprint import refusal
+from sdp.fingerprint import changed, refusal, rewind, rewind_stage
 from sdp.launch.process import StageError, run_stage
 from sdp.round_stages import (
     evaluate_stage,
@@ -45,12 +45,27 @@ from sdp.stages.summary import write_summary
 
 logger = logging.getLogger("sdp.round")
 
-def check_run_config(run: RunDir, cfg: RoundConfig) -> None:
-    """Refuse to continue a run directory made with different settings, naming the fields that differ."""
+def check_run_config(run: RunDir, cfg: RoundConfig) -> str | None:
+    """The stage to rewind to when only a later stage's settings changed (`sdp.fingerprint`), else None;
+    refuse to continue a run directory made with settings that change its samples, naming the fields."""
     fingerprint_path = run.root / "config.fingerprint.json"
     fingerprint = config_fingerprint(cfg)
-    if fingerprint_path.exists() and fingerprint_path.read_text() != fingerprint and run.manifest:
-        raise SystemExit(refusal(str(run.root), fingerprint_path.read_text(), fingerprint))
+    if not (fingerprint_path.exists() and fingerprint_path.read_text() != fingerprint and run.manifest):
+        return None
+    saved = fingerprint_path.read_text()
+    stage = rewind_stage(saved, fingerprint)
+    if stage is None:
+        raise SystemExit(refusal(str(run.root), saved, fingerprint))
+    return stage
+
+
+def apply_rewind(run: RunDir, cfg: RoundConfig, stage: str) -> None:
+    """Forget what the changed settings invalidate, keeping what they do not feed (samples and verdicts)."""
+    fingerprint_path = run.root / "config.fingerprint.json"
+    fields = ", ".join(f"{name}: {change}" for name, change in changed(fingerprint_path.read_text(),
+                                                                       config_fingerprint(cfg)))
+    what = rewind(run, stage, teacher_sampled=cfg.teacher_model is not None)
+    logger.info("settings changed (%s): re-running %s", fields, what)
 
 
 def save_run_config(run: RunDir, cfg: RoundConfig) -> None:
@@ -188,11 +203,13 @@ def run_all(cfg: RoundConfig) -> None:
         check_model_path(field_name, getattr(cfg, field_name))
     train_all, contamination = check_contamination(cfg, train_all, eval_set)
     run = RunDir(Path(cfg.output_dir) / cfg.name)
-    check_run_config(run, cfg)
-    rounds = plan_rounds(run, cfg)
-    if rounds or not run.done(0, "metrics"):
+    pending = check_run_config(run, cfg)
+    if pending or plan_rounds(run, cfg) or not run.done(0, "metrics"):
         preflight(run, cfg)
+    if pending:  # only once the new settings passed the preflight
+        apply_rewind(run, cfg, pending)
     save_run_config(run, cfg)
+    rounds = plan_rounds(run, cfg)
     if contamination:
         atomic_write_json(run.root / "decontamination.json", contamination)
     logger.info(

@@ -137,14 +137,14 @@ def test_refused_resume_names_the_fields_and_the_stage(tmp_path):
     from sdp.round import check_run_config, save_run_config
 
     run = RunDir(tmp_path / "run")
-    old = RoundConfig(sft={**RoundConfig().sft, "max_steps": "five"})
+    old = RoundConfig(sampling={**RoundConfig().sampling, "n": 4})
     save_run_config(run, old)
-    check_run_config(run, RoundConfig())  # no stage done yet: nothing to mix, not refused
+    assert check_run_config(run, RoundConfig()) is None  # no stage done yet: nothing to mix, not refused
     run.mark_done(1, "sample", {})
     with pytest.raises(SystemExit) as info:
         check_run_config(run, RoundConfig())
     text = str(info.value)
-    assert "sft.max_steps: 'five' -> 300" in text and "re-run from train" in text
+    assert "sampling.n: 4 -> 8" in text and "re-run from sample" in text
 
 
 @pytest.mark.parametrize(
