@@ -81,12 +81,13 @@ def check_config(cfg: Mapping[str, Any]) -> list[str]:
     if cfg.get("kd") is not None:
         from sdp.distill.config import KDConfig
 
-        _check("kd", lambda: KDConfig.from_dict(cfg["kd"]))
+        _check("kd", lambda: (check_section("kd", KDConfig, cfg["kd"]), KDConfig.from_dict(cfg["kd"])))
         checked.append("kd")
     if cfg.get("quantize") is not None:
         from sdp.distill.quantize import QuantizeConfig
 
-        _check("quantize", lambda: QuantizeConfig.from_dict(cfg["quantize"]))
+        _check("quantize", lambda: (check_section("quantize", QuantizeConfig, cfg["quantize"]),
+                                    QuantizeConfig.from_dict(cfg["quantize"])))
         checked.append("quantize")
     if cfg.get("sft") is not None:
         _check("sft", lambda: _sft(cfg["sft"]))
