@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -210,9 +211,10 @@ class RoundConfig:
     replicas: int = field(default=1, metadata={"help": "executor ray: vLLM sampling replicas."})
     launcher: Literal["process", "accelerate"] = field(default="process", metadata={"help": "Train stage: one child "
         "process, or `accelerate launch` with num_processes ranks."})
-    num_processes: int = field(default=1, metadata={"help": "launcher accelerate: training processes."})
+    num_processes: int = field(default=1, metadata={"help": "launcher accelerate: training processes (> 1 "
+                               "without launcher accelerate is an error)."})
     accelerate_config: str | None = field(default=None, metadata={"help": "launcher accelerate: config file "
-        "(configs/accelerate/*.yaml); None: DDP on this machine."})
+        "(configs/accelerate/*.yaml); None: DDP on this machine. Set without launcher accelerate: an error."})
     dtype: str = field(default="float32", metadata={"help": "dtype the student trains in (bfloat16 on GPUs)."})
     teacher_dtype: str | None = field(default=None, metadata={"help": "dtype of the KD teacher (None: the student's)."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
@@ -246,6 +248,13 @@ class RoundConfig:
         self.report_to = check_report_to(self.report_to)
         if self.replicas < 1 or self.num_processes < 1:
             raise ValueError(f"replicas and num_processes must be >= 1, got {self.replicas}, {self.num_processes}")
+        if self.launcher != "accelerate":  # launcher process trains in one process: these would be ignored
+            if self.num_processes > 1:
+                raise ValueError(f"num_processes {self.num_processes} needs launcher: accelerate (launcher "
+                                 f"{self.launcher} trains in one process)")
+            if self.accelerate_config:
+                raise ValueError(f"accelerate_config {self.accelerate_config} needs launcher: accelerate "
+                                 f"(launcher {self.launcher} trains in one process)")
         n = int((self.eval_sampling or {}).get("n", 1))
         if self.eval_k is not None and not 1 <= self.eval_k <= n:
             raise ValueError(f"eval_k={self.eval_k} must be between 1 and eval_sampling.n={n}")
@@ -334,8 +343,13 @@ def parse_config(argv: list[str] | None = None) -> RoundConfig:
     """Parse `--config file.yaml` plus command-line overrides into a `RoundConfig`."""
     from trl import TrlParser
 
-    parser = TrlParser([RoundConfig])
+    from sdp.cli import DESCRIPTION, PROG, check_names
+
     args = list(argv) if argv is not None else None
+    check_names(RoundConfig, args if args is not None else sys.argv[1:])
+    parser = TrlParser([RoundConfig], prog=PROG, description=DESCRIPTION, allow_abbrev=False)
+    # TrlParser reads --config itself; declared here so that --help shows it.
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of config fields (replaces the defaults).")
     # Parse once with dict fields left as raw strings so they can be merged onto the
     # configured mapping instead of replacing it.
     raw_cli: dict[str, str] = {}
@@ -344,7 +358,7 @@ def parse_config(argv: list[str] | None = None) -> RoundConfig:
         for i, arg in enumerate(args[:-1]):
             if arg in flags:  # the last occurrence wins, as in argparse
                 raw_cli[flags[arg]] = args[i + 1]
-    (cfg,) = parser.parse_args_and_config(args=args)
+    cfg = parser.parse_args_and_config(args=args)[0]  # [1] would be the namespace holding `config`
     defaults = {a.dest: a.default for a in parser._actions}
     for name, text in raw_cli.items():
         override = _load_mapping(name, text)

@@ -1,12 +1,14 @@
-"""Fail early: build every pass-through object of a round config at start-up, without loading a model.
+"""Fail early: check every pass-through section and every model of a round config at start-up, loading no model.
 
 `python -m sdp.round` runs this in a child process (`python -m sdp.preflight JOB.json`, the job
 being the config as a dict) before any sampling, so the round process stays free of vLLM and
-torch. Each pass-through section is handed to the library that will consume it hours later:
-`engine_args` -> `vllm.EngineArgs(model=..., **engine_args)` (the engine is not created),
-`sampling` / `eval_sampling` -> `vllm.SamplingParams(**...)`, `sft` -> `trl.SFTConfig(output_dir=tmp,
-**sft)`, `lora` -> `peft.LoraConfig(**lora)`, `kd` -> `sdp.distill.config.KDConfig.from_dict`. A
-section the library rejects is reported with the config field named.
+torch. Each pass-through section is first type-checked against the annotations of the class that
+will consume it (`sdp.fieldcheck`: `sft.max_steps: expected int, got 'five'`), then handed to that
+library: `engine_args` -> `vllm.EngineArgs(model=..., **engine_kwargs(engine_args))` (the engine is
+not created), `sampling` / `eval_sampling` -> `vllm.SamplingParams(**...)`, `sft` ->
+`trl.SFTConfig(output_dir=tmp, **sft)`, `lora` -> `peft.LoraConfig(**lora)`, `kd` -> `KDConfig`,
+`quantize` -> `QuantizeConfig`. The models are checked by `sdp.modelcheck` (a directory with weights
+and a tokenizer, or a hub id that resolves; contexts that fit). Every failure is one line naming the field.
 """
 
 from __future__ import annotations
@@ -16,56 +18,94 @@ import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sdp.fieldcheck import FieldTypeError, check_section
+from sdp.modelcheck import ModelCheckError, check_models
+
 
 class ConfigCheckError(ValueError):
-    """A pass-through config section that its library rejects (the message names the field)."""
+    """A config section or model that is rejected at start-up (the message names the field)."""
 
 
-def _check(field_name: str, build: Callable[[], Any]) -> None:
+def _check(section: str, build: Callable[[], Any]) -> None:
     try:
         build()
+    except (FieldTypeError, ModelCheckError, ConfigCheckError) as exc:
+        raise ConfigCheckError(str(exc)) from None
     except Exception as exc:  # each library raises its own types (TypeError, ValueError, pydantic errors)
-        raise ConfigCheckError(f"config field {field_name!r}: {type(exc).__name__}: {exc}") from exc
+        text = " ".join(str(exc).split())  # pydantic's errors span lines; keep one
+        raise ConfigCheckError(f"{section}: {type(exc).__name__}: {text}") from exc
 
 
 def _sft(sft: Mapping[str, Any]) -> None:
     from trl import SFTConfig
 
+    check_section("sft", SFTConfig, sft, skip=("completion_only_loss", "output_dir"))
     args = dict(sft)
     args.pop("completion_only_loss", None)  # the train stage consumes it first
+    args.pop("output_dir", None)  # sdp sets it
     args.setdefault("use_cpu", True)  # no GPU needed to check the arguments
     with tempfile.TemporaryDirectory() as tmp:
         SFTConfig(output_dir=tmp, report_to=args.pop("report_to", "none"), **args)
 
 
+def _lora(lora: Mapping[str, Any]) -> None:
+    from peft import LoraConfig
+
+    check_section("lora", LoraConfig, lora)
+    LoraConfig(**lora)
+
+
+def _engine(model: str, engine_args: Mapping[str, Any]) -> None:
+    from vllm import EngineArgs
+
+    from sdp.stages.sample import engine_kwargs, on_cpu_platform
+
+    check_section("engine_args", EngineArgs, engine_args)
+    EngineArgs(model=model, **engine_kwargs(engine_args, on_cpu_platform()))
+
+
+def _sampling(name: str, params: Mapping[str, Any]) -> None:
+    from vllm import SamplingParams
+
+    values = dict(params)
+    values.pop("seed", None)  # the base of per-problem seeds, replaced per request
+    check_section(name, SamplingParams, values)
+    SamplingParams(**values)
+
+
 def check_config(cfg: Mapping[str, Any]) -> list[str]:
-    """Build each section's library object from the config dict; return the sections checked."""
-    checked = []
+    """Check each section and model of the config dict; return what was checked (raise ConfigCheckError)."""
+    # The models first: EngineArgs resolves the model itself and would report a missing one as `engine_args`.
+    _check("model", lambda: check_models(cfg))
+    checked = ["models"]
     if cfg.get("kd") is not None:
         from sdp.distill.config import KDConfig
 
-        _check("kd", lambda: KDConfig.from_dict(cfg["kd"]))
+        _check("kd", lambda: (check_section("kd", KDConfig, cfg["kd"]), KDConfig.from_dict(cfg["kd"])))
         checked.append("kd")
+    if cfg.get("quantize") is not None:
+        from sdp.distill.quantize import QuantizeConfig
+
+        _check("quantize", lambda: (check_section("quantize", QuantizeConfig, cfg["quantize"]),
+                                    QuantizeConfig.from_dict(cfg["quantize"])))
+        checked.append("quantize")
     if cfg.get("sft") is not None:
         _check("sft", lambda: _sft(cfg["sft"]))
         checked.append("sft")
     if cfg.get("lora") is not None:
-        from peft import LoraConfig
-
-        _check("lora", lambda: LoraConfig(**cfg["lora"]))
+        _check("lora", lambda: _lora(cfg["lora"]))
         checked.append("lora")
     if cfg.get("backend", "vllm") == "vllm":
         try:
-            from vllm import EngineArgs, SamplingParams
+            import vllm  # noqa: F401
         except ImportError:
-            return checked
-        _check("engine_args", lambda: EngineArgs(model=cfg["model"], **(cfg.get("engine_args") or {})))
-        checked.append("engine_args")
-        for name in ("sampling", "eval_sampling"):
-            params = dict(cfg.get(name) or {})
-            params.pop("seed", None)  # the base of per-problem seeds, replaced per request
-            _check(name, lambda params=params: SamplingParams(**params))
-            checked.append(name)
+            vllm = None
+        if vllm is not None:
+            _check("engine_args", lambda: _engine(cfg["model"], cfg.get("engine_args") or {}))
+            checked.append("engine_args")
+            for name in ("sampling", "eval_sampling"):
+                _check(name, lambda name=name: _sampling(name, cfg.get(name) or {}))
+                checked.append(name)
     return checked
 
 

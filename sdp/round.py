@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from sdp.config import RoundConfig, config_fingerprint, parse_config
+from sdp.fingerprint import changed, refusal, rewind, rewind_stage
 from sdp.launch.process import StageError, run_stage
 from sdp.round_stages import (
     evaluate_stage,
@@ -44,18 +45,33 @@ from sdp.stages.summary import write_summary
 
 logger = logging.getLogger("sdp.round")
 
-def check_run_config(run: RunDir, cfg: RoundConfig) -> None:
-    """Save the config; refuse to continue a run directory made with different settings."""
-    path = run.root / "config.yaml"
+def check_run_config(run: RunDir, cfg: RoundConfig) -> str | None:
+    """The stage to rewind to when only a later stage's settings changed (`sdp.fingerprint`), else None;
+    refuse to continue a run directory made with settings that change its samples, naming the fields."""
     fingerprint_path = run.root / "config.fingerprint.json"
     fingerprint = config_fingerprint(cfg)
-    if fingerprint_path.exists() and fingerprint_path.read_text() != fingerprint and run.manifest:
-        raise SystemExit(
-            f"{run.root} was started with a different configuration (see {path}); resuming it with these settings "
-            "would mix results. Use another --name, or the same settings."
-        )
-    atomic_write_text(fingerprint_path, fingerprint)
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if not (fingerprint_path.exists() and fingerprint_path.read_text() != fingerprint and run.manifest):
+        return None
+    saved = fingerprint_path.read_text()
+    stage = rewind_stage(saved, fingerprint)
+    if stage is None:
+        raise SystemExit(refusal(str(run.root), saved, fingerprint))
+    return stage
+
+
+def apply_rewind(run: RunDir, cfg: RoundConfig, stage: str) -> None:
+    """Forget what the changed settings invalidate, keeping what they do not feed (samples and verdicts)."""
+    fingerprint_path = run.root / "config.fingerprint.json"
+    fields = ", ".join(f"{name}: {change}" for name, change in changed(fingerprint_path.read_text(),
+                                                                       config_fingerprint(cfg)))
+    what = rewind(run, stage, teacher_sampled=cfg.teacher_model is not None)
+    logger.info("settings changed (%s): re-running %s", fields, what)
+
+
+def save_run_config(run: RunDir, cfg: RoundConfig) -> None:
+    """Record the settings of the run (after the preflight accepted them, so a rejected config leaves none)."""
+    atomic_write_text(run.root / "config.fingerprint.json", config_fingerprint(cfg))
+    atomic_write_text(run.root / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def check_model_path(field_name: str, model: str | None) -> None:
@@ -71,11 +87,12 @@ def check_model_path(field_name: str, model: str | None) -> None:
 
 
 def preflight(run: RunDir, cfg: RoundConfig) -> None:
-    """Build SFTConfig, SamplingParams, LoraConfig and the engine arguments now (in a child, no model loaded)."""
+    """Check every pass-through section and model now (`sdp.preflight`, in a child: no model loaded here)."""
     try:
         run_stage("sdp.preflight", cfg.to_dict(), run.root / "preflight.job.json")
-    except StageError as exc:
-        raise SystemExit(f"the configuration was rejected before any work (see the error above): {exc}") from None
+    except StageError:
+        raise SystemExit("the configuration was rejected before any work (the error above names the field); "
+                         "nothing was run") from None
 
 
 def plan_rounds(run: RunDir, cfg: RoundConfig) -> list[int]:
@@ -154,8 +171,22 @@ def run_round(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command: a config error is one line, Ctrl-C says how to resume (no traceback either way)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = parse_config(argv if argv is not None else sys.argv[1:])
+    try:
+        cfg = parse_config(argv if argv is not None else sys.argv[1:])
+    except ValueError as exc:  # every config check raises ValueError naming the field
+        raise SystemExit(f"error: {exc}") from None
+    try:
+        run_all(cfg)
+    except KeyboardInterrupt:
+        # Every file is written atomically and each finished stage is in the manifest: nothing to clean up.
+        print("\ninterrupted; run the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def run_all(cfg: RoundConfig) -> None:
+    """Load the problems, check the config, run the planned rounds, write the summary."""
     try:
         train_all = load_problems(cfg.train_problems, cfg.train_split)
         eval_set = (
@@ -172,12 +203,15 @@ def main(argv: list[str] | None = None) -> None:
         check_model_path(field_name, getattr(cfg, field_name))
     train_all, contamination = check_contamination(cfg, train_all, eval_set)
     run = RunDir(Path(cfg.output_dir) / cfg.name)
-    check_run_config(run, cfg)
+    pending = check_run_config(run, cfg)
+    if pending or plan_rounds(run, cfg) or not run.done(0, "metrics"):
+        preflight(run, cfg)
+    if pending:  # only once the new settings passed the preflight
+        apply_rewind(run, cfg, pending)
+    save_run_config(run, cfg)
+    rounds = plan_rounds(run, cfg)
     if contamination:
         atomic_write_json(run.root / "decontamination.json", contamination)
-    rounds = plan_rounds(run, cfg)
-    if rounds or not run.done(0, "metrics"):
-        preflight(run, cfg)
     logger.info(
         "run %s: %d training problems, %d held-out; rounds to run: %s",
         run.root,
@@ -214,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
             ray.shutdown()
     table = write_summary(run.root)
     print(table)
+    summary = run.root / "summary"
+    print(f"summary: {summary / 'table.md'}, {summary / 'summary.json'}, {summary / 'accuracy.png'}")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,9 @@ class RunDir:
 
     def mark_done(self, k: int, stage: str, info: Mapping[str, Any]) -> None:
         self.manifest[self.key(k, stage)] = dict(info)
+        self.save_manifest()
+
+    def save_manifest(self) -> None:
         atomic_write_json(self.root / MANIFEST, self.manifest)
 
     def round_complete(self, k: int) -> bool:

@@ -15,6 +15,7 @@ from verifiers.base import Verdict
 
 class NeedleVerifier:
     name = "needle"
+    gold_fields = ("needle",)
 
     def __init__(self, timeout: float = 1.0) -> None:
         self.timeout = timeout

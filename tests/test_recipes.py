@@ -37,6 +37,12 @@ TRAINING_RECIPES = [p for p in RECIPES if p.stem not in ("humaneval_eval", "real
 ROUND_FIELDS = {f.name for f in dataclasses.fields(RoundConfig)}
 
 
+# (launcher, executor) of each recipe.
+RECIPE_LAUNCH = {"math": ("process", "local"), "code": ("process", "local"), "math_7b_lora": ("accelerate", "local"),
+                 "teacher_student": ("process", "local"), "humaneval_eval": ("process", "local"),
+                 "real_gsm8k": ("process", "local")}
+
+
 def load(path: Path) -> dict:
     data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict), path
@@ -69,6 +75,10 @@ def test_recipe_file_is_valid(path):
     assert set(cfg.get("report_to") or []) <= set(TRACKERS)
     if cfg.get("accelerate_config"):
         assert (ROOT / cfg["accelerate_config"]).is_file()
+    # What each recipe says it does: launcher and executor as its comments promise (RoundConfig refuses
+    # accelerate_config or num_processes > 1 without launcher accelerate).
+    assert (cfg.get("launcher", "process"), cfg.get("executor", "local")) == RECIPE_LAUNCH[path.stem], path.name
+    RoundConfig(**cfg)  # the config's own checks (launcher, budget, templates)
     from trl import SFTConfig
 
     assert set(cfg.get("sft") or {}) <= _field_names(SFTConfig), path.name
@@ -169,7 +179,7 @@ def cpu_config(recipe: dict, out: Path, model: Path) -> dict:
         engine_args={"enforce_eager": True, "enable_chunked_prefill": False, "max_model_len": 1024,
                      "max_num_seqs": 16, "dtype": "float32"},
         vllm_env={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"},
-        shard_size=4, executor="local", accelerate_config=None,
+        shard_size=4, executor="local", launcher="process", num_processes=1, accelerate_config=None,
         keep_truncated=True,  # the random tiny model never stops: its cut completions are verified here
     )  # fmt: skip
     cfg["sampling"] = {**recipe["sampling"], "n": 2, "max_tokens": 24}

@@ -37,6 +37,11 @@ class Verifier(Protocol):
 
     Constructors take keyword options only (``timeout`` in seconds is the one every
     built-in verifier understands), so the registry can build any verifier the same way.
+
+    A verifier should also declare the problem fields it checks against as a class attribute
+    ``gold_fields`` (``("answer",)`` for math, ``("tests", "io")`` for code): prompt templates
+    refuse to render those fields into the prompt (``sdp.sources.templates``). Optional; none
+    declared means none guarded.
     """
 
     name: str

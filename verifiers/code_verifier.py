@@ -153,6 +153,7 @@ class CodeVerifier:
     """
 
     name = "code"
+    gold_fields = ("tests", "io")  # what the template guard keeps out of prompts
 
     def __init__(self, *, timeout: float = 5.0, memory_mb: int = 1024, max_output_bytes: int = 1 << 20,
                  pool_size: int | None = None) -> None:  # fmt: skip

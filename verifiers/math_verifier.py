@@ -82,6 +82,7 @@ class MathVerifier:
     """
 
     name = "math"
+    gold_fields = ("answer",)  # what the template guard keeps out of prompts
 
     def __init__(
         self, *, timeout: float = 1.0, rel_tol: float | None = None, config: MathVerifyConfig | None = None

@@ -6,6 +6,7 @@ the group ``sdp.verifiers``, then a dotted path ``package.module:Class``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from importlib.metadata import entry_points
@@ -63,6 +64,31 @@ def resolve_verifier_class(name: str) -> Any:
         f"unknown verifier {name!r}; known verifiers: {', '.join(available_verifiers())} "
         "(or give a dotted path 'package.module:Class')"
     )
+
+
+def declared_gold_fields(target: Any) -> frozenset[str]:
+    """The ``gold_fields`` a verifier class (or instance) declares; empty when it declares none."""
+    fields = getattr(target, "gold_fields", ())
+    if isinstance(fields, str) or not all(isinstance(f, str) for f in fields):
+        raise TypeError(f"verifier {getattr(target, 'name', target)!r}: gold_fields must be a tuple of field names")
+    return frozenset(fields)
+
+
+@functools.lru_cache(maxsize=None)
+def gold_fields(name: str | None = None) -> frozenset[str]:
+    """Gold fields of verifier ``name``, or (None) of every registered verifier: built-ins and entry points.
+
+    A plugin that cannot be imported is skipped here; using it fails with its own error.
+    """
+    if name is not None:
+        return declared_gold_fields(resolve_verifier_class(name))
+    out: set[str] = set()
+    for registered in available_verifiers():
+        try:
+            out |= gold_fields(registered)
+        except (ImportError, AttributeError, UnknownVerifierError):
+            continue
+    return frozenset(out)
 
 
 def get_verifier(name: str, **options: Any) -> Verifier:

@@ -8,8 +8,11 @@ of the problem's fields, e.g. `"{prompt}\\nPut your final answer within \\boxed{
 `few_shot` examples (`{prompt, completion}` plus fields, rendered through the same template) and
 `use_chat_template` (`auto`: the tokenizer's chat template when it has one). Placeholders are
 `{name}` with `name` an identifier; any other brace is literal (so `\\boxed{}` needs no escaping),
-and `{{`/`}}` are literal braces. Gold fields (`answer`, `tests`, `io`) cannot be placeholders:
-a template must not show the model what it is checked against.
+and `{{`/`}}` are literal braces. Gold fields cannot be placeholders: a template must not show the
+model what it is checked against. Each verifier declares its own (`gold_fields = ("answer",)`,
+`verifiers.registry.gold_fields`): the template is checked against those of every registered
+verifier when it is built, and each problem against those of its own `domain` (a dotted-path
+plugin included) when it is rendered.
 
 The default template renders exactly what sdp always did: with a chat template, one user message
 with `add_generation_prompt=True`; without one, `PLAIN_PROMPT_TEMPLATE = "{prompt}\\n"`.
@@ -25,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 PLAIN_PROMPT_TEMPLATE = "{prompt}\n"
-GOLD_FIELDS = frozenset({"answer", "tests", "io"})
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_]\w*)\}")
 
 
@@ -70,7 +72,9 @@ class PromptTemplate:
             raise TemplateError(f"use_chat_template must be auto, true or false, got {self.use_chat_template!r}")
         if not isinstance(self.prompt_template, str):
             raise TemplateError("prompt_template must be a string")
-        gold = sorted(set(placeholders(self.prompt_template)) & GOLD_FIELDS)
+        from verifiers.registry import gold_fields
+
+        gold = sorted(set(placeholders(self.prompt_template)) & gold_fields())
         if gold:
             raise TemplateError(f"prompt_template must not show gold fields to the model: {gold}")
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
@@ -118,6 +122,17 @@ def uses_chat_template(tokenizer: Any, template: PromptTemplate = DEFAULT_TEMPLA
 
 def user_text(problem: Mapping[str, Any], template: PromptTemplate = DEFAULT_TEMPLATE) -> str:
     """The user turn of `problem` (the template filled with its fields)."""
+    domain = problem.get("domain")
+    if isinstance(domain, str) and not template.is_default:
+        from verifiers.registry import UnknownVerifierError, gold_fields
+
+        try:
+            gold = sorted(set(placeholders(template.prompt_template)) & gold_fields(domain))
+        except UnknownVerifierError:
+            gold = []  # an unknown domain is reported by the problem loader, naming file and line
+        if gold:
+            raise TemplateError(f"problem {problem.get('id', '?')!r}: prompt_template must not show the gold "
+                                f"fields of verifier {domain!r} to the model: {gold}")
     return _fill(template.prompt_template, problem, f"problem {problem.get('id', '?')!r}")
 
 
