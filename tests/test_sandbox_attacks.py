@@ -521,11 +521,11 @@ def _worker_tree(worker) -> tuple[bool, set[int], list[psutil.Process]]:
         (inner,) = psutil.Process(worker.proc.pid).children()
         kids = inner.children()
         below = inner.children(recursive=True)
-    except (psutil.NoSuchProcess, ValueError):
+        if len(kids) != 1:
+            return False, set(), below
+        direct = {k.pid for k in below if k.ppid() == kids[0].pid}
+    except (psutil.NoSuchProcess, ValueError):  # a process of the tree ended while it was read: not idle yet
         return False, set(), []
-    if len(kids) != 1:
-        return False, set(), below
-    direct = {k.pid for k in below if k.ppid() == kids[0].pid}
     return len(direct) == 2 and len(below) == 3, direct, below
 
 
