@@ -297,15 +297,15 @@ def test_kill_in_the_middle_of_verification_redoes_only_unfinished_shards(refere
 
 
 def test_a_typo_in_sft_fails_before_any_sampling(args_for):
-    args, run = args_for("typo", "--sft", "{max_stepz: 3}")
+    args, run = args_for("typo", "--sft", "{max_stepz: 3, max_length: 128}")
     proc = subprocess.run(_cmd(args), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
-    assert "config field 'sft'" in proc.stderr and "max_stepz" in proc.stderr
+    assert "sft" in proc.stderr and "max_stepz" in proc.stderr and "max_steps?" in proc.stderr  # the closest name
     assert not (run / "round-0" / "eval").exists() and not (run / "manifest.json").exists()
 
 
 def test_hf_backend_round(args_for):
-    args, run = args_for("hf", "--backend", "hf", "--sft", "{max_steps: -1, num_train_epochs: 1, per_device_train_batch_size: 8, save_strategy: 'no'}")
+    args, run = args_for("hf", "--backend", "hf", "--sft", "{max_steps: -1, num_train_epochs: 1, per_device_train_batch_size: 8, save_strategy: 'no', max_length: 128}")
     proc = run_round(args)
     m = _metrics(run, 1)
     assert m["samples"] == 56 and m["kept"] > 0
