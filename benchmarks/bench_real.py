@@ -3,8 +3,9 @@
     .venv/bin/python -m benchmarks.bench_real [--problems 32] [--max-tokens 128] [--sft-steps 4]
 
 Sampling, greedy, the same GSM8K prompts (the real_gsm8k recipe's template) and max_tokens:
-sdp's sampler (`stream_vllm`) and a bare `vllm.LLM.generate` on one engine, then transformers'
-`generate` on the same prompts, batched with left padding. Reported: generated tokens/s and the
+sdp's sampler (`stream_vllm`) and a bare `vllm.LLM.generate` on one engine with prefix caching off,
+alternated `--repeats` times (medians), then transformers' `generate` on the same prompts, batched
+with left padding. Reported: generated tokens/s and the
 ratio to bare vLLM. SFT: the train stage on the same prompts' completions in bf16 autocast and
 in fp32, tokens/s and the ratio (the host's native bf16 is printed: without it bf16 is emulated).
 Peak RSS of a whole round is in the round's metrics.json (`peak_rss_mb`); docs/real_model.md.
@@ -35,7 +36,10 @@ def _template():
     return PromptTemplate.from_config(cfg["system_prompt"], cfg["prompt_template"], cfg["few_shot"])
 
 
-def bench_sampling(model: str, problems: list[dict], max_tokens: int) -> tuple[dict, list[dict]]:
+def bench_sampling(model: str, problems: list[dict], max_tokens: int, repeats: int) -> tuple[dict, list[dict]]:
+    """sdp's sampler and bare `LLM.generate` on one engine, alternated `repeats` times: medians."""
+    import statistics
+
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -43,22 +47,34 @@ def bench_sampling(model: str, problems: list[dict], max_tokens: int) -> tuple[d
     from sdp.stages.sample import build_llm, stream_vllm
 
     template = _template()
-    llm = build_llm(model, {"enforce_eager": True, "dtype": "float32", "max_model_len": 1024, "max_num_seqs": 64}, 0)
+    # Prefix caching off: otherwise whichever path runs second finds the prompts' KV cached.
+    llm = build_llm(model, {"enforce_eager": True, "dtype": "float32", "max_model_len": 1024, "max_num_seqs": 64,
+                            "enable_prefix_caching": False}, 0)  # fmt: skip
     tok = llm.get_tokenizer()
     sampling = {"n": 1, "temperature": 0.0, "max_tokens": max_tokens}
     llm.generate([TokensPrompt(prompt_token_ids=[1, 2, 3])], SamplingParams(max_tokens=4), use_tqdm=False)  # warm-up
-    start = time.perf_counter()
-    [(_, records)] = list(stream_vllm(llm, [(0, problems)], sampling, 0, progress=False, template=template))
-    sdp_s = time.perf_counter() - start
     prompts = [TokensPrompt(prompt_token_ids=encode_prompt(tok, render_prompt(tok, p, template), template))
                for p in problems]  # fmt: skip
-    start = time.perf_counter()
-    outs = llm.generate(prompts, SamplingParams(**sampling), use_tqdm=False)
-    bare_s = time.perf_counter() - start
-    sdp_tokens = sum(r["completion_tokens"] for r in records)
-    bare_tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    records: list[dict] = []
+
+    def run_sdp() -> tuple[int, float]:
+        nonlocal records
+        start = time.perf_counter()
+        [(_, records)] = list(stream_vllm(llm, [(0, problems)], sampling, 0, progress=False, template=template))
+        return sum(r["completion_tokens"] for r in records), time.perf_counter() - start
+
+    def run_bare() -> tuple[int, float]:
+        start = time.perf_counter()
+        outs = llm.generate(prompts, SamplingParams(**sampling), use_tqdm=False)
+        return sum(len(o.outputs[0].token_ids) for o in outs), time.perf_counter() - start
+
+    runs: dict[str, list[tuple[int, float]]] = {"sdp": [], "vllm": []}
+    for i in range(repeats):
+        order = (("sdp", run_sdp), ("vllm", run_bare)) if i % 2 == 0 else (("vllm", run_bare), ("sdp", run_sdp))
+        for name, fn in order:
+            runs[name].append(fn())
     del llm
-    return {"sdp": (sdp_tokens, sdp_s), "vllm": (bare_tokens, bare_s)}, records
+    return {name: (r[0][0], statistics.median(s for _, s in r)) for name, r in runs.items()}, records
 
 
 def bench_hf(model: str, problems: list[dict], max_tokens: int, batch: int = 16) -> tuple[int, float]:
@@ -124,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problems", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--sft-steps", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3, help="sdp / bare vLLM passes, alternated (medians)")
     args = parser.parse_args(argv)
 
     from data.real_model import REAL_DIR, check_built
@@ -133,9 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     check_built()
     model = str(REAL_DIR)
     problems = load_problems([{"path": str(REPO / "data/gsm8k/test.jsonl"), "format": "gsm8k"}])[: args.problems]
-    rows, records = bench_sampling(model, problems, args.max_tokens)
+    rows, records = bench_sampling(model, problems, args.max_tokens, args.repeats)
     rows["hf generate"] = bench_hf(model, problems, args.max_tokens)
-    print(f"sampling: {args.problems} GSM8K test prompts, greedy, max_tokens {args.max_tokens}, fp32, {os.cpu_count()} CPUs")
+    print(f"sampling: {args.problems} GSM8K test prompts, greedy, max_tokens {args.max_tokens}, fp32, "
+          f"{os.cpu_count()} CPUs; sdp and bare vLLM: median of {args.repeats} alternated passes, no prefix cache")
     print(f"{'path':<14}{'tokens':>8}{'seconds':>9}{'tok/s':>9}{'vs vLLM':>9}")
     base = rows["vllm"][0] / rows["vllm"][1]
     for name, (tokens, seconds) in rows.items():

@@ -5,7 +5,8 @@ sampled-token budget per round, on the embedded default, over seeds.
     python -m experiments.sampling_budget --seeds 0 --rounds 1 --round-args "--max_train_problems 48"
 
 Arms, each `python -m sdp.round --config C --seed S` in a child process (run dirs `<out>/seed-S/<arm>`):
-- fixed: the config as it is (`sampling.n` = 8 per problem; seed 0 is `make run`);
+- fixed: the config with `sampling_budget: fixed` (`sampling.n` = 8 per problem; seed 0 was `make run`
+  until the adaptive budget became the default);
 - adaptive: `sampling_budget: adaptive` (waves of --wave-n, at most --max-n per problem) with
   `budget_tokens` = the fixed arm's mean sampled tokens per round at that seed (and, by default,
   at most the fixed arm's samples, `sampling.n` x problems), so both spend the same tokens;
@@ -37,6 +38,8 @@ logger = logging.getLogger("experiments.sampling_budget")
 DEFAULT_CONFIG = "configs/default.yaml"
 DOMAINS = ("math", "code")
 ARMS = ("fixed", "adaptive", "adaptive+rationalize")
+# The fixed arm says so: the embedded default has been the adaptive budget since issue 30.
+FIXED = ["--sampling_budget", "fixed"]
 
 
 def run_arm(config: str, out: Path, arm: str, rounds: int, seed: int, extra: list[str]) -> Path:
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     budgets: dict[int, int] = {}
     for seed in args.seeds:
         out = args.out / f"seed-{seed}"
-        fixed = run_arm(args.config, out, "fixed", args.rounds, seed, extra)
+        fixed = run_arm(args.config, out, "fixed", args.rounds, seed, [*extra, *FIXED])
         rows["fixed"][seed] = [round_row(fixed, k) for k in range(args.rounds + 1)]
         # The same sampled tokens per round as the fixed arm spent, on average over its rounds.
         budgets[seed] = int(statistics.fmean(r["tokens"] for r in rows["fixed"][seed][1:]))

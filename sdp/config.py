@@ -26,6 +26,9 @@ DICT_FIELDS = ("engine_args", "vllm_env", "sampling", "eval_sampling", "sft", "l
 BUDGET_FIELDS = ("sampling_budget", "wave_n", "max_n", "budget_samples", "budget_tokens", "rationalize",
                  "rationalize_template", "rationalize_n", "rationalize_reserve", "max_rationalized_share",
                  "pass_rate_filter")
+# The budget fields' values before the adaptive budget became the default; a run fingerprinted
+# then has none of these keys.
+_BUDGET_BEFORE = {"sampling_budget": "fixed", "wave_n": 4, "budget_tokens": None}
 
 
 def _dict(name: str, **kwargs: Any) -> Any:
@@ -140,16 +143,17 @@ class RoundConfig:
         default=1, metadata={"help": "Cap on distinct verified traces kept per problem (ReST-EM)."}
     )
     # -- where sampling is spent (docs/sampling.md; sdp.stages.budget)
-    sampling_budget: Literal["fixed", "adaptive"] = field(default="fixed", metadata={"help": "fixed: sampling.n "
+    sampling_budget: Literal["fixed", "adaptive"] = field(default="adaptive", metadata={"help": "fixed: sampling.n "
         "per problem. adaptive: verified waves of wave_n per problem, a problem stops at max_per_problem distinct "
         "verified traces or max_n samples, the rest of the budget goes to the unsolved ones."})
-    wave_n: int = field(default=4, metadata={"help": "adaptive: samples per active problem per wave."})
+    wave_n: int = field(default=2, metadata={"help": "adaptive: samples per active problem per wave."})
     max_n: int = field(default=32, metadata={"help": "adaptive: most samples one problem may get in a round."})
     budget_samples: int | None = field(default=None, metadata={"help": "adaptive: samples per round (None: "
                                        "sampling.n x the round's problems)."})
-    budget_tokens: int | None = field(default=None, metadata={"help": "adaptive: sampled tokens per round, never "
+    budget_tokens: int | None = field(default=712_000, metadata={"help": "adaptive: sampled tokens per round, never "
                                       "exceeded (a wave draws at most tokens left // sampling.max_tokens; None: "
-                                      "no token cap)."})
+                                      "no token cap). The default is the fixed n=8 arm's mean per round in the "
+                                      "sampling-budget experiment (docs/sampling.md)."})
     rationalize: bool = field(default=False, metadata={"help": "STaR rationalization: unsolved problems with a gold "
         "answer are sampled again with a hint, verified against the original problem, kept with the hint-free prompt."})
     rationalize_template: str = field(default="{prompt}\n(Hint: the final answer is {answer}.)", metadata={
@@ -377,11 +381,12 @@ def config_fingerprint(cfg: RoundConfig) -> str:
     for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers", "overlap_verify",
                 "report_to", "executor", "ray_address", "replicas"):
         data.pop(key, None)
-    # Fields added after runs existed leave a run's fingerprint as it was while they are at their defaults.
+    # Fields added after runs existed leave a run's fingerprint as it was while they hold the values
+    # runs had before them (the fixed budget, the embedded default until issue 30).
     defaults = RoundConfig.__dataclass_fields__
     for key in BUDGET_FIELDS:
         f = defaults[key]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if data.get(key) == default:
+        if data.get(key) == _BUDGET_BEFORE.get(key, default):
             data.pop(key, None)
     return json.dumps(data, sort_keys=True)

@@ -158,6 +158,10 @@ def round_args(model: Path, problems: dict[str, Path], out: Path, name: str, *ex
         # rounds test the plumbing, so its cut completions are verified (the default drops them).
         "--keep_truncated",
         "true",
+        # Fixed n per problem: the plumbing tests count samples as n x problems (the adaptive
+        # default has its own tests in test_budget.py and test_rationalize.py).
+        "--sampling_budget",
+        "fixed",
         *extra,
     ]
 

@@ -146,11 +146,11 @@ def test_budget_fields_are_validated_by_name(args, field):
         parse_config(args)
 
 
-def test_default_budget_fields_leave_the_fingerprint_as_before():
-    default = json.loads(config_fingerprint(RoundConfig()))
-    assert not {"sampling_budget", "rationalize", "pass_rate_filter", "wave_n"} & set(default)
-    adaptive = json.loads(config_fingerprint(RoundConfig(sampling_budget="adaptive")))
-    assert adaptive["sampling_budget"] == "adaptive"
+def test_the_fixed_budget_leaves_the_fingerprint_as_before_the_budget_fields():
+    fixed = json.loads(config_fingerprint(RoundConfig(sampling_budget="fixed", wave_n=4, budget_tokens=None)))
+    assert not {"sampling_budget", "rationalize", "pass_rate_filter", "wave_n", "budget_tokens"} & set(fixed)
+    default = json.loads(config_fingerprint(RoundConfig()))  # the adaptive default is a different run
+    assert (default["sampling_budget"], default["wave_n"], default["budget_tokens"]) == ("adaptive", 2, 712_000)
     assert RoundConfig().rationalize_template == DEFAULT_HINT_TEMPLATE
 
 
