@@ -8,7 +8,7 @@ REAL := data/real/smollm2-135m-instruct/provenance.json
 # `cpu` on machines without a GPU; `make setup EXTRA=gpu` installs PyPI's vllm instead.
 EXTRA ?= cpu
 
-.PHONY: setup run test bench clean-venv
+.PHONY: setup run test test-fast bench clean-venv
 
 setup: $(STAMP) $(REAL)
 
@@ -28,8 +28,13 @@ $(REAL): data/real_model.py $(STAMP)
 run: setup
 	$(PY) -m sdp.round
 
+# The whole suite (what CI runs), with the 25 slowest tests listed at the end.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
+
+# The inner loop: everything not marked slow (no vLLM engine rounds, no full training).
+test-fast: setup
+	$(PY) -m pytest -m "not slow" --durations=10
 
 bench: setup
 	$(PY) -m benchmarks.run_all
