@@ -159,11 +159,12 @@ class MathVerifier:
             return Verdict(False, f"unparsable answer: {pred}", pred_raw)
         if dict(pred[1]).get("tentative"):
             return Verdict(False, HEDGE, pred_raw)
-        label = label_conflict(gold, pred, pred_raw)
+        convert = self.config.convert_units
+        label = label_conflict(gold, pred, pred_raw, convert)
         if label is not None:
             return Verdict(False, label, pred_raw)
         check = _Check(self, time.monotonic() + self.timeout)
-        g, p = _apply_units(gold, pred, pred_raw)
+        g, p = _apply_units(gold, pred, pred_raw, convert)
         try:
             if p[0] == "list" and g[0] not in ("list", "set", "tuple", "interval", "union", "matrix"):
                 return Verdict(False, HEDGE, pred_raw)
@@ -193,7 +194,9 @@ class MathVerifier:
             parsed = _parse(other)
             if isinstance(parsed, ParseError):
                 continue  # a statement we cannot read cannot be shown to differ
-            a, b = _apply_units(pred, parsed)
+            if label_conflict(pred, parsed, other, self.config.convert_units) is not None:
+                return other  # "5 m" then "5 cm": not one value
+            a, b = _apply_units(pred, parsed, "", self.config.convert_units)
             if not (check.match(a, b) or check.match(b, a)):
                 return other
         return None
@@ -255,7 +258,9 @@ class MathVerifier:
             if isinstance(option, ParseError):
                 continue
             try:
-                if check.match(*_apply_units(option, pred, pred_raw)):
+                if label_conflict(option, pred, pred_raw, self.config.convert_units) is None and check.match(
+                    *_apply_units(option, pred, pred_raw, self.config.convert_units)
+                ):
                     hits.append(letter)
             except (WorkerTimeout, _Undecided):
                 return None
