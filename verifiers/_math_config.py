@@ -113,8 +113,16 @@ class MathVerifyConfig:
     @classmethod
     def from_mapping(cls, options: dict[str, Any]) -> MathVerifyConfig:
         """Build from a plain mapping (a YAML/JSON section), naming any unknown key."""
+        options = yaml_options(options)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown math verifier option(s) {unknown}; known: {sorted(known)}")
         return cls(**options)
+
+
+def yaml_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The section with YAML's reading of a bare ``off`` undone: ``step_check: off`` is the mode, not false."""
+    if options.get("step_check") is False:
+        return {**options, "step_check": "off"}
+    return dict(options)
