@@ -221,17 +221,77 @@ def _report(title: str, cases: list[Case], rounds: int, ours: dict, theirs: dict
                       f"completion={case.completion[-80:]!r} expected={case.expected}")
 
 
+def _tables() -> tuple[tuple[str, list[Case]], ...]:
+    return (
+        ("regression table (tests/math_cases.py)", list(CASES)),
+        ("real-style set (REAL_CASES)", list(REAL_CASES)),
+        ("reasoning-output tables (tests/test_math_commit, _labels, _steps, _bounds)", _issue_cases()),
+    )
+
+
+def _grade_file_with_math_verify(path: str) -> None:
+    """What a math-verify command does with a records file: import, grade each record, print the count."""
+    from sdp.jsonl import iter_jsonl
+
+    check = _math_verify()
+    records = list(iter_jsonl(path))
+    ok = 0
+    for record in records:
+        try:
+            ok += check(Case(record["answer"], record["completion"], None, "")) is True
+        except Exception:  # a crash is a failed record, as in _run
+            pass
+    print(f"math-verify: {ok} of {len(records)} records pass")
+
+
+def _cli(rounds: int) -> None:
+    """Whole-set command wall, start-up included: `python -m sdp.verify` against math-verify grading the same
+    file in a fresh interpreter, alternated round by round (the same machine state for both)."""
+    import json
+    import statistics
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    cases = [c for _, table in _tables() for c in table]
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "cases.jsonl", Path(tmp) / "verdicts.jsonl"
+        with src.open("w", encoding="utf-8") as fh:
+            for i, c in enumerate(cases):
+                fh.write(json.dumps({"id": str(i), "domain": "math", "answer": c.gold, "completion": c.completion}) + "\n")
+        commands = {
+            "sdp.verify": [sys.executable, "-m", "sdp.verify", str(src), "-o", str(out), "--progress", "false"],
+            "math-verify": [sys.executable, "-m", "benchmarks.bench_math_verify", "--grade-with-math-verify", str(src)],
+        }
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        print(f"== whole-set command wall: {len(cases)} records (all three tables), {rounds} alternated rounds")
+        for r in range(rounds):
+            for name, cmd in (commands.items() if r % 2 == 0 else reversed(commands.items())):
+                start = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                walls[name].append(time.perf_counter() - start)
+                print(f"round {r + 1} {name:12s} {walls[name][-1]:6.2f} s  {proc.stdout.strip().splitlines()[-1]}")
+        ratios = [m / s for m, s in zip(walls["math-verify"], walls["sdp.verify"])]
+        print("wall ratio math-verify/sdp.verify per round: " + ", ".join(f"{x:.1f}x" for x in ratios)
+              + f"; median {statistics.median(ratios):.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=3, help="Passes over each table per grader.")
     parser.add_argument("--show-wrong", action="store_true", help="List each grader's misses.")
+    parser.add_argument("--cli", action="store_true", help="Only time the whole-set commands (start-up included).")
+    parser.add_argument("--grade-with-math-verify", metavar="FILE", help=argparse.SUPPRESS)  # _cli's other side
     args = parser.parse_args()
+    if args.grade_with_math_verify:
+        _grade_file_with_math_verify(args.grade_with_math_verify)
+        return
+    if args.cli:
+        _cli(args.rounds)
+        return
 
-    tables = (
-        ("regression table (tests/math_cases.py)", list(CASES)),
-        ("real-style set (REAL_CASES)", list(REAL_CASES)),
-        ("reasoning-output tables (tests/test_math_commit, _labels, _steps)", _issue_cases()),
-    )
+    tables = _tables()
     ours_check = _ours()
     ours = [_run(ours_check, cases, args.rounds) for _, cases in tables]
     ours_check.close()

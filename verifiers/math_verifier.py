@@ -83,6 +83,7 @@ class MathVerifier:
 
     name = "math"
     gold_fields = ("answer",)  # what the template guard keeps out of prompts
+    light = True  # milliseconds per check, bounded in-process (sympy in its own child): no pool for small inputs
 
     def __init__(
         self, *, timeout: float = 1.0, rel_tol: float | None = None, config: MathVerifyConfig | None = None
@@ -126,7 +127,9 @@ class MathVerifier:
             return Verdict(None, "problem has no gold answer")
         if not isinstance(completion, str):
             return Verdict(False, "completion is not a string")
-        self._sympy().start()  # warms up in the background; most checks never need it
+        worker = self._sympy()
+        if not worker.started:  # no liveness poll per check: `call` replaces a dead child itself
+            worker.start()  # warms up in the background; most checks never need it
         try:
             gold_letter = _gold_choice(gold_raw)
         except ParseError as exc:

@@ -19,6 +19,7 @@ contain is a guess the model would be trained to repeat.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,6 +40,10 @@ logger = logging.getLogger(__name__)
 _MAX_CHUNK = 64
 # Below this many records a process pool costs more (spawn + imports) than it saves.
 _MIN_RECORDS_FOR_POOL = 64
+# Records of a `light` verifier (milliseconds per check, in this process, bounded: math) verified here before
+# a pool starts: a worker costs a process start, its imports and its own sympy child (about a second of CPU
+# each), more than 2,000 light checks on a small machine; a large input still gets its pool after them.
+_LIGHT_IN_PROCESS = 2048
 
 # Verifiers built in this process, kept across chunks: (name, timeout, math options) -> verifier.
 _CACHE: dict[tuple[str, float, MathVerifyConfig | None], Any] = {}
@@ -149,6 +154,7 @@ class Verification:
             resolve_verifier_class(verifier)  # fail fast, listing the known names
         self.verifier, self.timeout, self.keep_truncated = verifier, timeout, keep_truncated
         self.math_config = math_config_of(math_verify)
+        self._lightness: dict[str, bool] = {}
         self.workers = usable_cpus() if workers is None else max(1, workers)
         self._pool: OrderedPool | None = None
 
@@ -181,12 +187,36 @@ class Verification:
                 yield from _verify_chunk(chunk)
             return
         if self._pool is None:
+            # A pool not started yet: the first light records are verified here; the pool starts (for the rest)
+            # at the first record of another verifier or past _LIGHT_IN_PROCESS records.
+            first = None
+            for n, item in enumerate(items):
+                if n >= _LIGHT_IN_PROCESS or not self._light(item[0]):
+                    first = item
+                    break
+                yield verify_one(*item)
+            if first is None:
+                return
+            items = itertools.chain([first], items)
+        if self._pool is None:
             # A chunk may take its records' full timeouts, with room for a loaded machine.
             self._pool = OrderedPool(
                 _verify_chunk, _fallback, workers=self.workers, chunk_size=_MAX_CHUNK // 2,
                 chunk_timeout=lambda n: 60.0 + 4.0 * self.timeout * n,
             )  # fmt: skip
         yield from self._pool.map(items)
+
+    def _light(self, record: Mapping[str, Any]) -> bool:
+        """Whether ``record``'s verifier declares itself light (``light = True``: bounded, in-process safe)."""
+        name = self.verifier or record.get("domain")
+        if not isinstance(name, str) or not name:
+            return True  # verify_one answers it without any verifier
+        if name not in self._lightness:
+            try:
+                self._lightness[name] = getattr(resolve_verifier_class(name), "light", False) is True
+            except Exception:  # an unknown or broken verifier: a worker reports it, not this process
+                self._lightness[name] = False
+        return self._lightness[name]
 
     def verified(self, records: Iterable[Mapping[str, Any]], *, in_process: bool = False) -> Iterator[dict]:
         """Each record (unchanged) plus its ``verdict``."""
