@@ -19,6 +19,7 @@ from sdp.round_stages import luck_stage, round_metrics
 from sdp.rundir import RunDir
 from sdp.shards import plan_shards
 from sdp.stages.budget_plan import BudgetSpec
+from sdp.stages import verify as verify_stage
 from sdp.stages.verify import Verification
 from verifiers.math_verifier import FALSE_STEP
 
@@ -36,11 +37,12 @@ def _records(n: int) -> list[dict]:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_yaml_value_reaches_the_verify_stage_verdicts(tmp_path: Path, workers: int) -> None:
+def test_a_yaml_value_reaches_the_verify_stage_verdicts(tmp_path: Path, workers: int, monkeypatch) -> None:
     off = _yaml_config(tmp_path, "math_verify: {step_check: off}\n")
     off.verify_workers = workers
     default = RoundConfig(verify_workers=workers)
-    records = _records(70)  # above the in-process threshold of the CLI: a pool when workers > 1
+    monkeypatch.setattr(verify_stage, "_LIGHT_IN_PROCESS", 8)  # with workers 2, most records go to the pool
+    records = _records(70)
     with Verification.for_config(off) as v:
         kept = list(v.verdicts(records))
     with Verification.for_config(default) as v:

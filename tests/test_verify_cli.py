@@ -126,6 +126,17 @@ def test_a_crashing_verifier_costs_one_record(workers: int):
     assert [v["ok"] for i, v in enumerate(verdicts) if i != 70] == [i % 2 == 0 for i in range(100) if i != 70]
 
 
+def test_light_records_first_then_a_pool_for_the_rest_keeps_order():
+    # math is light (verified in this process); the first plugin record starts the pool for the rest
+    math = [{"id": f"m{i}", "domain": "math", "answer": str(i), "completion": f"\\boxed{{{i % 3}}}"} for i in range(10)]
+    crashy = [{"id": f"c{i}", "domain": CRASHY, "ok": i % 2 == 0, "boom": i == 5, "completion": ""} for i in range(70)]
+    results = verify_records(math + crashy + math, workers=2, progress=False)
+    assert [r["id"] for r in results] == [r["id"] for r in math + crashy + math]
+    oks = [r["verdict"]["ok"] for r in results]
+    assert oks[:10] == oks[80:] == [i % 3 == i for i in range(10)]
+    assert oks[10:80] == [None if i == 5 else i % 2 == 0 for i in range(70)]
+
+
 def test_a_dying_worker_process_costs_one_record():
     records = [{"id": f"k{i}", "domain": KILLER, "die": i == 33, "completion": ""} for i in range(80)]
     results = verify_records(records, workers=2, progress=False)
