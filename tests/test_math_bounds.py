@@ -21,7 +21,8 @@ def _b(answer: str) -> str:
 
 
 def _matrix(n: int, entry: str) -> str:
-    return "\\begin{pmatrix}" + "\\\\".join("&".join(entry.format(i=i, j=j) for j in range(n)) for i in range(n)) + "\\end{pmatrix}"
+    rows = ("&".join(entry.format(i=i, j=j) for j in range(n)) for i in range(n))
+    return "\\begin{pmatrix}" + "\\\\".join(rows) + "\\end{pmatrix}"
 
 
 BOUNDS = [
@@ -57,7 +58,8 @@ BOUNDS = [
     ("2", "9^{9^{9}} = 3. " * 3000 + "\\boxed{2}", True, None,
      "a step past the size caps is skipped, never computed (the answer itself is right)"),
     ("2", "<<10^10^10=1>> so \\boxed{2}", True, None, "an annotation past the caps is skipped"),
-    ("2", "1 + 1 = 3. " * 40000 + "\\boxed{2}", False, FALSE_STEP, "440,000 characters of steps: the last window is read"),
+    ("2", "1 + 1 = 3. " * 40000 + "\\boxed{2}", False, FALSE_STEP,
+     "440,000 characters of steps: the last window is read"),
     ("2", "2^{1000} - 2^{1000} = 0. " * 40000 + "\\boxed{2}", True, None,
      "a window cut inside a step resumes at a sentence end: no half step ('- 2^1000 = 0') is judged"),
     # long completions and loops
