@@ -271,3 +271,16 @@ def test_cli_joins_a_samples_shard_with_its_problems(tmp_path: Path):
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["verdict"]["ok"] for r in written] == _expected(4)
     assert all("answer" not in r for r in written)  # the joined problem fields are not written out
+
+
+def test_cli_math_verify_options_reach_the_verdicts_and_a_typo_fails_at_start(tmp_path: Path):
+    lucky = [{"id": "s", "domain": "math", "answer": "4", "completion": "2 + 2 = 5, so \\boxed{4}"}]
+    src, out = _write(tmp_path / "in.jsonl", lucky), tmp_path / "out.jsonl"
+    for options, ok in ((None, False), ("{step_check: off}", True)):
+        proc = _cli(str(src), "-o", str(out), "--progress", "false", *(["--math_verify", options] if options else []))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(out.read_text())["verdict"]["ok"] is ok
+    out.unlink()
+    proc = _cli(str(src), "-o", str(out), "--math_verify", "{step_chek: off}")
+    assert proc.returncode == 2 and not out.exists()
+    assert "--math_verify: math_verify.step_chek: not a field of verifiers.MathVerifyConfig" in proc.stderr
