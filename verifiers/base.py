@@ -46,7 +46,8 @@ class Verifier(Protocol):
     ``light = True`` (optional class attribute) says a check takes milliseconds, is bounded, and cannot
     crash or hang the process it runs in: `sdp.stages.verify.Verification` then verifies the first
     2,048 such records in its own process before it starts a worker pool. Leave it unset for anything
-    that runs untrusted code or may crash (the code verifier, most plugins).
+    that runs untrusted code or may crash (the code verifier, most plugins); a subclass of the math
+    verifier inherits it and sets ``light = False`` when its checks are not light.
     """
 
     name: str
