@@ -7,8 +7,9 @@ will consume it (`sdp.fieldcheck`: `sft.max_steps: expected int, got 'five'`), t
 library: `engine_args` -> `vllm.EngineArgs(model=..., **engine_kwargs(engine_args))` (the engine is
 not created), `sampling` / `eval_sampling` -> `vllm.SamplingParams(**...)`, `sft` ->
 `trl.SFTConfig(output_dir=tmp, **sft)`, `lora` -> `peft.LoraConfig(**lora)`, `kd` -> `KDConfig`,
-`quantize` -> `QuantizeConfig`, `math_verify` -> `verifiers.MathVerifyConfig`. The models are checked by `sdp.modelcheck` (a directory with weights
-and a tokenizer, or a hub id that resolves; contexts that fit). Every failure is one line naming the field.
+`quantize` -> `QuantizeConfig`, `math_verify` -> `verifiers.MathVerifyConfig`. The models are checked by
+`sdp.modelcheck` (a directory with weights and a tokenizer, or a hub id that resolves; contexts that fit).
+Every failure is one line naming the field.
 """
 
 from __future__ import annotations
