@@ -1,12 +1,14 @@
 """Our ``math`` verifier against HuggingFace ``math-verify`` on the same case tables.
 
-Run: ``.venv/bin/python -m benchmarks.bench_math_verify [--rounds 3] [--show-wrong]``
+Run: ``.venv/bin/python -m benchmarks.bench_math_verify [--rounds 3] [--show-wrong] [--cli] [--write-cases F]``
 
 Three tables: the regression table ``tests/math_cases.py`` (written with the verifier),
 ``REAL_CASES`` below, real-style completion endings written for this benchmark and used by no
 test (final-answer choice, hedging, exactness, plain GSM8K endings, MATH-style answers), and the
-reasoning-output tables of the tests (commitment rules, label-sensitive values, other surfaces,
-and each step-check row as a trace with a right final answer: kept only when its steps hold).
+reasoning-output tables of the tests (commitment rules, label-sensitive values, other surfaces, the
+thinner classes of issue 24 in ``tests/test_math_classes.py``, the bounded-check rows of
+``tests/test_math_bounds.py``, and each step-check row as a trace with a right final answer: kept
+only when its steps hold).
 For each table and grader it prints accuracy, throughput and, per category, the right
 count and the number of *accepted wrong answers* (a pass where the expected verdict is not a
 pass: what would be trained on). Accuracy counts a case right when
@@ -16,14 +18,22 @@ over ``--rounds`` passes of the table, in this one process, one after the other;
 cache is cleared before each pass so repeats are not free. math-verify gets the same 1 s
 limit as ours (its ``parsing_timeout``/``timeout_seconds``), which it enforces with
 ``signal.alarm`` (main thread only).
+
+``--cli`` times the whole set as commands instead, start-up included: ``python -m sdp.verify`` on a
+JSONL of every table against a fresh interpreter that imports math-verify and grades the same file
+(math-verify has no command of its own), alternated round by round; it prints each wall and CPU time
+and their ratios. ``--write-cases FILE`` writes that JSONL (with each case's ``expected``), for
+``python -m sdp.verify FILE --compare math-verify``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.math_cases import CASES, Case
 
@@ -118,6 +128,8 @@ REAL_CASES: list[Case] = [
 
 def _issue_cases() -> list[Case]:
     """The reasoning-output tables of the tests (commitment, step check, labels, surfaces) as cases."""
+    from tests.test_math_bounds import BOUNDS
+    from tests.test_math_classes import MORE
     from tests.test_math_commit import COMMITMENT
     from tests.test_math_labels import LABELS, SURFACES
     from tests.test_math_steps import STEPS
@@ -125,6 +137,8 @@ def _issue_cases() -> list[Case]:
     cases = [Case(g, c, ok, "commit") for g, c, ok, _, _ in COMMITMENT]
     cases += [Case(g, c, ok, "labels") for g, c, ok, _ in LABELS]
     cases += [Case(g, c, ok, "surface") for g, c, ok, _ in SURFACES]
+    cases += [Case(g, c, ok, "classes") for g, c, ok, _ in MORE]
+    cases += [Case(g, c, ok, "bounds") for g, c, ok, _, _ in BOUNDS]
     # a step table row as a trace whose final answer is right: kept only when every step holds
     cases += [Case("1", f"{text}\n\n#### 1", false is None, "steps") for text, false, _ in STEPS if "boxed" not in text]
     return cases
@@ -221,17 +235,97 @@ def _report(title: str, cases: list[Case], rounds: int, ours: dict, theirs: dict
                       f"completion={case.completion[-80:]!r} expected={case.expected}")
 
 
+def _tables() -> tuple[tuple[str, list[Case]], ...]:
+    return (
+        ("regression table (tests/math_cases.py)", list(CASES)),
+        ("real-style set (REAL_CASES)", list(REAL_CASES)),
+        ("reasoning-output tables (tests/test_math_commit, _labels, _steps, _classes, _bounds)", _issue_cases()),
+    )
+
+
+def _grade_file_with_math_verify(path: str) -> None:
+    """What a math-verify command does with a records file: import, grade each record, print the count."""
+    from sdp.jsonl import iter_jsonl
+
+    check = _math_verify()
+    records = list(iter_jsonl(path))
+    ok = 0
+    for record in records:
+        try:
+            ok += check(Case(record["answer"], record["completion"], None, "")) is True
+        except Exception:  # a crash is a failed record, as in _run
+            pass
+    print(f"math-verify: {ok} of {len(records)} records pass")
+
+
+def _write_cases(path: Path) -> list[Case]:
+    """Every table as math records (``id`` table:index, ``answer``, ``completion``, ``expected``); the cases."""
+    cases = []
+    with path.open("w", encoding="utf-8") as fh:
+        for title, table in _tables():
+            for i, c in enumerate(table):
+                record = {"id": f"{title.split()[0]}:{c.category}:{i}", "domain": "math", "answer": c.gold,
+                          "completion": c.completion, "expected": c.expected}  # fmt: skip
+                fh.write(json.dumps(record) + "\n")
+            cases += table
+    return cases
+
+
+def _cli(rounds: int) -> None:
+    """Whole-set command wall, start-up included: `python -m sdp.verify` against math-verify grading the same
+    file in a fresh interpreter, alternated round by round (the same machine state for both)."""
+    import resource
+    import statistics
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "cases.jsonl", Path(tmp) / "verdicts.jsonl"
+        cases = _write_cases(src)
+        commands = {
+            "sdp.verify": [sys.executable, "-m", "sdp.verify", str(src), "-o", str(out), "--progress", "false"],
+            "math-verify": [sys.executable, "-m", "benchmarks.bench_math_verify", "--grade-with-math-verify", str(src)],
+        }
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        cpus: dict[str, list[float]] = {name: [] for name in commands}
+        print(f"== whole-set command wall: {len(cases)} records (all three tables), {rounds} alternated rounds")
+        for r in range(rounds):
+            for name, cmd in (commands.items() if r % 2 == 0 else reversed(commands.items())):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                start = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                walls[name].append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and the children it waited for
+                cpus[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+                print(f"round {r + 1} {name:12s} wall {walls[name][-1]:6.2f} s  cpu {cpus[name][-1]:6.2f} s  "
+                      f"{proc.stdout.strip().splitlines()[-1]}")
+        for label, times in (("wall", walls), ("cpu", cpus)):
+            ratios = [m / s for m, s in zip(times["math-verify"], times["sdp.verify"])]
+            print(f"{label} ratio math-verify/sdp.verify per round: " + ", ".join(f"{x:.1f}x" for x in ratios)
+                  + f"; median {statistics.median(ratios):.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=3, help="Passes over each table per grader.")
     parser.add_argument("--show-wrong", action="store_true", help="List each grader's misses.")
+    parser.add_argument("--cli", action="store_true", help="Only time the whole-set commands (start-up included).")
+    parser.add_argument("--grade-with-math-verify", metavar="FILE", help=argparse.SUPPRESS)  # _cli's other side
+    parser.add_argument("--write-cases", metavar="FILE", help="Only write every table as math records "
+                        "(for `python -m sdp.verify FILE --compare math-verify`).")
     args = parser.parse_args()
+    if args.write_cases:
+        print(f"{len(_write_cases(Path(args.write_cases)))} records -> {args.write_cases}")
+        return
+    if args.grade_with_math_verify:
+        _grade_file_with_math_verify(args.grade_with_math_verify)
+        return
+    if args.cli:
+        _cli(args.rounds)
+        return
 
-    tables = (
-        ("regression table (tests/math_cases.py)", list(CASES)),
-        ("real-style set (REAL_CASES)", list(REAL_CASES)),
-        ("reasoning-output tables (tests/test_math_commit, _labels, _steps)", _issue_cases()),
-    )
+    tables = _tables()
     ours_check = _ours()
     ours = [_run(ours_check, cases, args.rounds) for _, cases in tables]
     ours_check.close()

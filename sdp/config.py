@@ -22,7 +22,7 @@ import yaml
 
 # Dict fields: typed `dict | str | None` so HfArgumentParser accepts a string on the
 # command line (it keeps `str` for such unions), which `parse_config` then merges.
-DICT_FIELDS = ("engine_args", "vllm_env", "sampling", "eval_sampling", "sft", "lora", "kd", "quantize")
+DICT_FIELDS = ("engine_args", "vllm_env", "sampling", "eval_sampling", "sft", "lora", "kd", "quantize", "math_verify")
 BUDGET_FIELDS = ("sampling_budget", "wave_n", "max_n", "budget_samples", "budget_tokens", "rationalize",
                  "rationalize_template", "rationalize_n", "rationalize_reserve", "max_rationalized_share",
                  "pass_rate_filter")
@@ -124,6 +124,11 @@ class RoundConfig:
     verify_timeout: float = field(default=5.0, metadata={"help": "Seconds allowed per verification."})
     keep_truncated: bool = field(default=False, metadata={"help": "Let completions cut at sampling.max_tokens "
                                  "(finish_reason length) be verified, kept and counted as passes; off: they fail."})
+    math_verify: dict | str | None = field(default=None, metadata={"help": "Options of the math verifier "
+        "(verifiers.MathVerifyConfig: think_scratch, withdrawals, conflicting_answers, step_check reject|flag|off, "
+        "convert_units, ...), for every math verdict of the round: verify, waves, Ray, luck, evaluation. null: defaults."})
+    luck_check: bool = field(default=True, metadata={"help": "After select, verify up to 4096 samples against "
+                             "shuffled golds (the luck pass, sdp.stages.luck) and record it in metrics.json; off: skip it."})
     verify_workers: int | None = field(
         default=None,
         metadata={"help": "Verification worker processes (default: the CPUs this process may use; 1 = in-process)."},
@@ -244,6 +249,8 @@ class RoundConfig:
             from sdp.distill.quantize import QuantizeConfig
 
             QuantizeConfig.from_dict(self.quantize)
+        if self.math_verify is not None:
+            self.math_verify = check_math_verify(self.math_verify)
         if isinstance(self.few_shot, str):
             self.few_shot = _load_few_shot(self.few_shot)
         self.template  # builds and validates the PromptTemplate now, not at the first render
@@ -318,6 +325,22 @@ class RoundConfig:
         return dataclasses.asdict(self)
 
 
+def check_math_verify(options: Any) -> dict[str, Any]:
+    """The `math_verify` section, checked against `MathVerifyConfig` (a ValueError names the bad key or value)."""
+    from sdp.fieldcheck import FieldTypeError, check_section
+    from verifiers._math_config import MathVerifyConfig, yaml_options
+
+    if not isinstance(options, dict):
+        raise FieldTypeError(f"math_verify: expected a mapping, got {options!r}")
+    options = yaml_options(options)
+    check_section("math_verify", MathVerifyConfig, options)  # `math_verify.step_chek: not a field ... (did you mean`
+    try:
+        MathVerifyConfig.from_mapping(options)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"math_verify: {exc}") from None
+    return options
+
+
 def _load_few_shot(text: str) -> list:
     """`few_shot` given as a JSONL path, or as YAML/JSON text on the command line."""
     from pathlib import Path
@@ -379,12 +402,12 @@ def config_fingerprint(cfg: RoundConfig) -> str:
     data = cfg.to_dict()
     # Where and how parallel the work runs, and what is reported, leave the results as they are.
     for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers", "overlap_verify",
-                "report_to", "executor", "ray_address", "replicas"):
+                "report_to", "executor", "ray_address", "replicas", "luck_check"):
         data.pop(key, None)
     # Fields added after runs existed leave a run's fingerprint as it was while they hold the values
     # runs had before them (the fixed budget, the embedded default until issue 30).
     defaults = RoundConfig.__dataclass_fields__
-    for key in BUDGET_FIELDS:
+    for key in (*BUDGET_FIELDS, "math_verify"):
         f = defaults[key]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if data.get(key) == _BUDGET_BEFORE.get(key, default):

@@ -7,8 +7,9 @@ will consume it (`sdp.fieldcheck`: `sft.max_steps: expected int, got 'five'`), t
 library: `engine_args` -> `vllm.EngineArgs(model=..., **engine_kwargs(engine_args))` (the engine is
 not created), `sampling` / `eval_sampling` -> `vllm.SamplingParams(**...)`, `sft` ->
 `trl.SFTConfig(output_dir=tmp, **sft)`, `lora` -> `peft.LoraConfig(**lora)`, `kd` -> `KDConfig`,
-`quantize` -> `QuantizeConfig`. The models are checked by `sdp.modelcheck` (a directory with weights
-and a tokenizer, or a hub id that resolves; contexts that fit). Every failure is one line naming the field.
+`quantize` -> `QuantizeConfig`, `math_verify` -> `verifiers.MathVerifyConfig`. The models are checked by
+`sdp.modelcheck` (a directory with weights and a tokenizer, or a hub id that resolves; contexts that fit).
+Every failure is one line naming the field.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def check_config(cfg: Mapping[str, Any]) -> list[str]:
     # The models first: EngineArgs resolves the model itself and would report a missing one as `engine_args`.
     _check("model", lambda: check_models(cfg))
     checked = ["models"]
+    if cfg.get("math_verify") is not None:
+        from sdp.config import check_math_verify
+
+        _check("math_verify", lambda: check_math_verify(cfg["math_verify"]))
+        checked.append("math_verify")
     if cfg.get("kd") is not None:
         from sdp.distill.config import KDConfig
 

@@ -84,6 +84,7 @@ def budget_spec(cfg: RoundConfig, problems: int) -> dict[str, Any]:
         verify_timeout=cfg.verify_timeout,
         verify_workers=cfg.verify_workers,
         keep_truncated=cfg.keep_truncated,
+        math_verify=cfg.math_verify,
         rationalize=cfg.rationalize,
         rationalize_template=cfg.rationalize_template,
         rationalize_n=cfg.rationalize_n or (cfg.wave_n if adaptive else n),

@@ -180,7 +180,8 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
 
                 code = any(p.get("domain") == "code" for shard in plan.shards for p in shard.load_problems().values())
                 verify_on_ray(plan.pending("verdicts"), verifier=cfg.verifier, timeout=cfg.verify_timeout,
-                              keep_truncated=cfg.keep_truncated, options=ray_options(cfg), check_sandbox=code)
+                              keep_truncated=cfg.keep_truncated, math_verify=cfg.math_verify,
+                              options=ray_options(cfg), check_sandbox=code)  # fmt: skip
             while verify_next():
                 pass
             counts = summarize(plan.iter_records("verdicts"))
@@ -244,15 +245,18 @@ def luck_inputs(cfg: RoundConfig, k: int, plan: ShardPlan) -> tuple[Verification
     """The verification (the round's pool settings and rules, records naming their verifier), selector and
     derangement seed of round k's luck pass."""
     verification = Verification(verifier=None, workers=cfg.verify_workers, timeout=cfg.verify_timeout,
-                                keep_truncated=cfg.keep_truncated)  # fmt: skip
+                                keep_truncated=cfg.keep_truncated, math_verify=cfg.math_verify)  # fmt: skip
     return verification, round_selector(cfg, plan), cfg.seed * 1000 + k
 
 
 def luck_stage(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan) -> dict:
     """The luck pass over round k's verdicts (`sdp.stages.luck`): one extra verification pass, timed.
 
-    Always on: it costs one verification pass of the round's answer-compared samples (code is skipped).
+    On by default (`luck_check`): it costs one verification pass of at most `MAX_CHECKED` answer-compared
+    samples (code is skipped). Off: no pass, no `luck` stage record, and metrics.json has no `luck` key.
     """
+    if not cfg.luck_check:
+        return {}
 
     def fn() -> tuple[dict, str]:
         verification, selector, seed = luck_inputs(cfg, k, plan)

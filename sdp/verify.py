@@ -13,6 +13,8 @@ where the two verdicts disagree.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import sys
 from collections import deque
@@ -20,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from sdp.jsonl import JsonlError, JsonlWriter, count_lines, iter_jsonl, iter_lines, parse_line
 from sdp.stages.verify import _MIN_RECORDS_FOR_POOL, RecordError, Verification
@@ -60,6 +64,9 @@ class VerifyConfig:
         default=None, metadata={"help": "Also judge math records with this reference ('math-verify') and list disagreements."}
     )
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    math_verify: str | None = field(
+        default=None, metadata={"help": "Math verifier options as a YAML mapping, as a round config's "
+                                "math_verify section: '{step_check: flag, convert_units: false}'."})
 
 
 def check_record(record: Any, verifier: str | None, known: dict[str, str | None]) -> None:
@@ -125,16 +132,56 @@ def _compare(in_path: Path, cfg: VerifyConfig, problems: dict[str, dict] | None)
     print(format_disagreements(compare_records(math_records, timeout=cfg.timeout)))
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    """`--field` and `--field-with-dashes` for each `VerifyConfig` field; bools take an optional true/false.
+
+    Plain argparse: a verify command should not pay for importing transformers (about 1 s) to read its flags.
+    """
+    parser = argparse.ArgumentParser(prog="python -m sdp.verify", description=__doc__.split("\n", 1)[0],
+                                     allow_abbrev=False)  # fmt: skip
+    parser.add_argument("input", help="JSONL file of records with `completion`.")
+    kinds = {"float": float, "int | None": int, "str | None": str}
+    for f in dataclasses.fields(VerifyConfig):
+        names = [f"--{f.name}", *([f"--{f.name.replace('_', '-')}"] if "_" in f.name else []),
+                 *f.metadata.get("aliases", [])]  # fmt: skip
+        if f.type == "bool":
+            parser.add_argument(*names, dest=f.name, type=_flag, nargs="?", const=True, default=f.default,
+                                metavar="true|false", help=f.metadata["help"])  # fmt: skip
+            if f.default is True:
+                parser.add_argument(f"--no_{f.name}", f"--no-{f.name}", dest=f.name, action="store_false",
+                                    help=argparse.SUPPRESS)  # fmt: skip
+        else:
+            parser.add_argument(*names, dest=f.name, type=kinds[str(f.type)], default=f.default,
+                                help=f.metadata["help"])  # fmt: skip
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for a malformed input file)."""
     from tqdm.auto import tqdm
-    from transformers import HfArgumentParser  # heavy; only the CLI needs it
 
-    parser = HfArgumentParser(VerifyConfig, prog="python -m sdp.verify", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("input", help="JSONL file of records with `completion`.")
-    cfg, extra = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    cfg = VerifyConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(VerifyConfig)})
+    math_verify = None
+    if cfg.math_verify:
+        from sdp.config import check_math_verify
+
+        try:
+            math_verify = check_math_verify(yaml.safe_load(cfg.math_verify))
+        except (ValueError, yaml.YAMLError) as exc:
+            parser.error(f"--math_verify: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    in_path = Path(extra.input)
+    in_path = Path(args.input)
     out_path = Path(cfg.output) if cfg.output else in_path.with_name(in_path.stem + ".verified.jsonl")
     if cfg.verifier:
         try:
@@ -160,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 yield full
 
         with Verification(verifier=cfg.verifier, workers=cfg.workers, timeout=cfg.timeout,
-                          keep_truncated=cfg.keep_truncated) as verification:
+                          keep_truncated=cfg.keep_truncated, math_verify=math_verify) as verification:
             with JsonlWriter(out_path) as out:
                 for verdict in verification.verdicts(joined(), in_process=small):
                     out.write({**held.popleft(), "verdict": verdict})

@@ -58,3 +58,20 @@ def test_cli_overrides_yaml_and_merges_dicts(tmp_path):
 def test_bad_config_values(argv, message):
     with pytest.raises(ValueError, match=message):
         parse_config(argv)
+
+
+def test_math_verify_section_is_checked_at_start_naming_the_field(tmp_path):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("math_verify: {step_chek: flag}\n")
+    with pytest.raises(ValueError, match=r"math_verify\.step_chek: not a field of verifiers\.MathVerifyConfig "
+                                         r"\(did you mean step_check\?\)"):
+        parse_config(["--config", str(typo)])
+    with pytest.raises(ValueError, match=r"math_verify\.step_check: expected one of 'reject', 'flag', 'off', got 'no'"):
+        parse_config(["--math_verify", "{step_check: 'no'}"])
+    with pytest.raises(ValueError, match=r"math_verify: MathVerifyConfig\.rel_tol must be in"):
+        parse_config(["--math_verify", "{rel_tol: 0.5}"])
+    good = tmp_path / "good.yaml"
+    good.write_text("math_verify: {step_check: off}\nluck_check: false\n")  # YAML reads a bare off as false
+    cfg = parse_config(["--config", str(good), "--math_verify", "{convert_units: false}"])
+    assert cfg.math_verify == {"step_check": "off", "convert_units": False} and cfg.luck_check is False
+    assert RoundConfig().math_verify is None and RoundConfig().luck_check is True

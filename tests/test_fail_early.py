@@ -80,8 +80,10 @@ def test_bad_setting_fails_in_preflight_naming_the_field(case, tmp_path):
         (["--max_train_problem", "3"], "error: unknown option --max_train_problem (did you mean --max_train_problems?)"),
         (["--config", "BAD"], "unknown key 'max_trian_problems' (did you mean max_train_problems?)"),
         (["--launcher", "process", "--num_processes", "2"], "num_processes 2 needs launcher: accelerate"),
+        (["--math_verify", "{step_chek: flag}"],
+         "error: math_verify.step_chek: not a field of verifiers.MathVerifyConfig (did you mean step_check?)"),
     ],
-    ids=["typo", "prefix", "yaml key", "launcher"],
+    ids=["typo", "prefix", "yaml key", "launcher", "math_verify key"],
 )
 def test_command_line_names_are_exact(args, message, tmp_path):
     bad = tmp_path / "bad.yaml"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from verifiers.math_verifier import MathVerifier
+from verifiers.math_verifier import MathVerifier, MathVerifyConfig
 
 
 def _b(answer: str) -> str:
@@ -16,7 +16,7 @@ def _b(answer: str) -> str:
 
 LABELS = [
     # units: compared with their units, refused when they conflict
-    ("5 \\text{ m}", _b("5 \\text{ cm}"), False, "5 cm is not 5 m"),
+    ("5 \\text{ m}", _b("5 \\text{ cm}"), False, "5 cm is not 5 m (converted: 0.05 m)"),
     ("5 \\text{ m}", _b("5 meters"), True, "the same unit spelled out"),
     ("5 \\text{ m}", _b("5"), True, "a unit left off is not a different unit"),
     ("5", _b("5 cm"), True, "a unit added to a bare gold"),
@@ -26,6 +26,33 @@ LABELS = [
     ("15 \\text{ mph}", _b("15 km/h"), False, "another speed unit"),
     ("12 \\text{ apples}", _b("12 oranges"), False, "a different counted noun"),
     ("12 \\text{ apples}", _b("12 apple"), True, "singular and plural"),
+    # unit conversion within a dimension, exact; refused across dimensions
+    ("500 \\text{ cm}", _b("5 m"), True, "5 m is 500 cm"),
+    ("5 \\text{ m}", _b("500 centimeters"), True, "the other way round, spelled out"),
+    ("5 \\text{ m}", _b("50 cm"), False, "50 cm is 0.5 m: a converted value that differs"),
+    ("5 \\text{ m}", _b("0.005 km"), True, "a decimal in a larger unit, exactly 5 m"),
+    ("1 \\text{ ft}", _b("12 inches"), True, "1 ft is 12 in by definition"),
+    ("1 \\text{ ft}", _b("30 cm"), False, "1 ft is 30.48 cm: exact golds need exact conversions"),
+    ("2 \\text{ kg}", _b("2000 g"), True, "mass"),
+    ("2 \\text{ kg}", _b("2 m"), False, "a length is not a mass"),
+    ("2 \\text{ L}", _b("2000 ml"), True, "volume"),
+    ("20 \\text{ cm}^2", _b("2000 \\text{ mm}^2"), True, "areas convert by the square of the factor"),
+    ("20 \\text{ cm}^2", _b("200 \\text{ mm}^2"), False, "converting an area by the length factor is wrong"),
+    ("3 \\text{ km/h}", _b("3000 m/h"), True, "a quotient unit with a slash"),
+    ("60 \\text{ mph}", _b("1 mile per minute"), True, "speeds convert through both units"),
+    ("15 \\text{ mph}", _b("15 m/s"), False, "15 m/s is about 33.6 mph"),
+    ("3 \\text{ tons}", _b("3000 kg"), False, "a ton is short, long or metric: not converted"),
+    ("1 \\text{ year}", _b("365 days"), False, "a year is not a fixed number of days"),
+    ("1 \\text{ year}", _b("12 months"), True, "a year is 12 months"),
+    # durations: compared as lengths of time, mixed units summed
+    ("1.5 \\text{ hours}", _b("90 minutes"), True, "1.5 h is 90 min"),
+    ("150 \\text{ minutes}", _b("2 hours 30 minutes"), True, "a mixed duration is one value"),
+    ("2.5 \\text{ hours}", _b("2 hours and 30 minutes"), True, "'and' between the parts"),
+    ("2.5 \\text{ hours}", _b("2 hours and 20 minutes"), False, "20 minutes is not half an hour"),
+    ("150 \\text{ minutes}", _b("2.5 hours"), True, "a decimal duration"),
+    ("3 \\text{ hours}", _b("3 minutes"), False, "three minutes is not three hours"),
+    ("1 \\text{ week}", _b("7 days"), True, "a week is seven days"),
+    ("90 \\text{ seconds}", _b("1 min 30 s"), True, "abbreviated mixed units"),
     # times of day
     ("2:30 \\text{ PM}", _b("2:30 \\text{ PM}"), True, "the same time"),
     ("2:30 \\text{ PM}", _b("2:30 AM"), False, "AM is twelve hours off"),
@@ -94,11 +121,23 @@ def test_label(verifier, gold, completion, ok, why):
 
 @pytest.mark.parametrize(
     "gold, answer, reason",
-    [("5 \\text{ m}", "5 \\text{ cm}", "unit mismatch: cm for m"),
+    [("5 \\text{ m}", "5 \\text{ kg}", "unit mismatch: kg for m"),
+     ("20 \\text{ cm}^2", "20 \\text{ cm}", "unit mismatch: cm for cm^2"),
+     ("5 \\text{ m}", "5 \\text{ cm}", "not equivalent"),
      ("2:30 \\text{ PM}", "870", "expected a time of day")],
 )
 def test_label_reasons(verifier, gold, answer, reason):
     assert verifier.verify({"answer": gold}, _b(answer)).reason.startswith(reason)
+
+
+def test_unit_conversion_can_be_turned_off():
+    strict = MathVerifier(config=MathVerifyConfig(convert_units=False))
+    try:
+        verdict = strict.verify({"answer": "500 \\text{ cm}"}, _b("5 m"))
+        assert (verdict.ok, verdict.reason) == (False, "unit mismatch: m for cm")
+        assert strict.verify({"answer": "500 \\text{ cm}"}, _b("500 cm")).ok is True
+    finally:
+        strict.close()
 
 
 # other surfaces: JSON, code blocks, other languages (gold, completion, expected ok, why)

@@ -126,6 +126,17 @@ def test_a_crashing_verifier_costs_one_record(workers: int):
     assert [v["ok"] for i, v in enumerate(verdicts) if i != 70] == [i % 2 == 0 for i in range(100) if i != 70]
 
 
+def test_light_records_first_then_a_pool_for_the_rest_keeps_order():
+    # math is light (verified in this process); the first plugin record starts the pool for the rest
+    math = [{"id": f"m{i}", "domain": "math", "answer": str(i), "completion": f"\\boxed{{{i % 3}}}"} for i in range(10)]
+    crashy = [{"id": f"c{i}", "domain": CRASHY, "ok": i % 2 == 0, "boom": i == 5, "completion": ""} for i in range(70)]
+    results = verify_records(math + crashy + math, workers=2, progress=False)
+    assert [r["id"] for r in results] == [r["id"] for r in math + crashy + math]
+    oks = [r["verdict"]["ok"] for r in results]
+    assert oks[:10] == oks[80:] == [i % 3 == i for i in range(10)]
+    assert oks[10:80] == [None if i == 5 else i % 2 == 0 for i in range(70)]
+
+
 def test_a_dying_worker_process_costs_one_record():
     records = [{"id": f"k{i}", "domain": KILLER, "die": i == 33, "completion": ""} for i in range(80)]
     results = verify_records(records, workers=2, progress=False)
@@ -260,3 +271,16 @@ def test_cli_joins_a_samples_shard_with_its_problems(tmp_path: Path):
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["verdict"]["ok"] for r in written] == _expected(4)
     assert all("answer" not in r for r in written)  # the joined problem fields are not written out
+
+
+def test_cli_math_verify_options_reach_the_verdicts_and_a_typo_fails_at_start(tmp_path: Path):
+    lucky = [{"id": "s", "domain": "math", "answer": "4", "completion": "2 + 2 = 5, so \\boxed{4}"}]
+    src, out = _write(tmp_path / "in.jsonl", lucky), tmp_path / "out.jsonl"
+    for options, ok in ((None, False), ("{step_check: off}", True)):
+        proc = _cli(str(src), "-o", str(out), "--progress", "false", *(["--math_verify", options] if options else []))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(out.read_text())["verdict"]["ok"] is ok
+    out.unlink()
+    proc = _cli(str(src), "-o", str(out), "--math_verify", "{step_chek: off}")
+    assert proc.returncode == 2 and not out.exists()
+    assert "--math_verify: math_verify.step_chek: not a field of verifiers.MathVerifyConfig" in proc.stderr

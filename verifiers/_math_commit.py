@@ -27,6 +27,7 @@ import re
 from typing import NamedTuple
 
 from verifiers._math_extract import WINDOW, _Statement, final_of, last_sentence_answer, statements
+from verifiers._math_steps import BOUNDARY
 
 MAX_COMMITTED = 16  # statements before the final one checked for conflicts (a longer list is still read)
 _CONTEXT = 160  # how far back a statement's own sentence is searched for a cue
@@ -109,7 +110,10 @@ def commit(completion: str, *, plain: bool, think_scratch: bool = True, withdraw
     text = committed_text(completion, think_scratch=think_scratch)
     if text is None:
         return Commitment(None, reason=UNCLOSED)
-    text = text[-WINDOW:]
+    if len(text) > WINDOW:
+        text = text[-WINDOW:]
+        cut = BOUNDARY.search(text, 0, 2000)  # from a line or sentence end: no half-cut statement or step
+        text = text[cut.end() :] if cut else text
     found = statements(text)
     if found is None:
         return Commitment(None, text=text)

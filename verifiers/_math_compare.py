@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from verifiers._math_eval import approx, decimal_places, exact, has_decimal, symbols
 from verifiers._math_parse import Node
 from verifiers._math_sympy import WorkerTimeout
-from verifiers._math_units import clock_24, in_base
+from verifiers._math_units import clock_24, conversion, in_base
 
 if TYPE_CHECKING:
     from verifiers.math_verifier import MathVerifier
@@ -36,20 +36,26 @@ class _Undecided(Exception):
     """The comparison hit a size guard (recorded as the reason)."""
 
 
-def label_conflict(gold: tuple, pred: tuple, pred_raw: str) -> str | None:
-    """Why two answers cannot be the same value whatever their numbers: different units, a time of
-    day against something else. None when their labels agree (or one side has none)."""
+def label_conflict(gold: tuple, pred: tuple, pred_raw: str, convert: bool = True) -> str | None:
+    """Why two answers cannot be the same value whatever their numbers: units of different dimensions
+    (or any different units, ``convert`` off), a time of day against something else. None when their
+    labels agree, convert (5 m and 500 cm), or one side has none."""
     gf, pf = dict(gold[1]), dict(pred[1])
     if gf.get("unit") and pf.get("unit") and gf["unit"] != pf["unit"]:
-        return f"unit mismatch: {pf['unit']} for {gf['unit']}"
+        if not convert or conversion(pf["unit"], gf["unit"]) is None:
+            return f"unit mismatch: {pf['unit']} for {gf['unit']}"
     if gf.get("clock") and not pf.get("clock") and clock_24(pred_raw) is None:
         return "expected a time of day (with AM/PM or as 24-hour hh:mm)"
     return None
 
 
-def _apply_units(gold: tuple, pred: tuple, pred_raw: str = "") -> tuple[Node, Node]:
+def _apply_units(gold: tuple, pred: tuple, pred_raw: str = "", convert: bool = True) -> tuple[Node, Node]:
     (g, gflags), (p, pflags) = gold, pred
     gf, pf = dict(gflags), dict(pflags)
+    if convert and gf.get("unit") and pf.get("unit") and gf["unit"] != pf["unit"]:
+        factor = conversion(pf["unit"], gf["unit"])
+        if factor is not None:  # 5 m for a gold in cm is 500: the value in the gold's unit, exactly
+            p = ("*", p, ("num", factor, 0))
     if gf.get("clock") and not pf.get("clock") and clock_24(pred_raw) is not None:
         p = ("num", Fraction(clock_24(pred_raw)), 0)  # type: ignore[arg-type]
     base = gf.get("base")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 
 STEP_MODES = ("reject", "flag", "off")
@@ -50,6 +50,14 @@ class MathVerifyConfig:
             "then 12.49 or 12.5000001 is a wrong answer for 12.5."
         },
     )
+    convert_units: bool = field(
+        default=True,
+        metadata={
+            "help": "An answer in another unit of the gold's dimension is converted exactly before it is "
+            "compared (500 cm for 5 m, 90 minutes for 1.5 hours, 2 hours 30 minutes for 150 minutes); units "
+            "of different dimensions (cm for cm^2, kg for m) are refused. False: any other unit is refused."
+        },
+    )
     think_scratch: bool = field(
         default=True,
         metadata={
@@ -74,7 +82,7 @@ class MathVerifyConfig:
             "last statement wins."
         },
     )
-    step_check: str = field(
+    step_check: Literal["reject", "flag", "off"] = field(
         default="reject",
         metadata={
             "help": "Every equality between plain numbers in the committed text (3 * 4 = 12, <<48/2=24>>) "
@@ -105,8 +113,16 @@ class MathVerifyConfig:
     @classmethod
     def from_mapping(cls, options: dict[str, Any]) -> MathVerifyConfig:
         """Build from a plain mapping (a YAML/JSON section), naming any unknown key."""
+        options = yaml_options(options)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown math verifier option(s) {unknown}; known: {sorted(known)}")
         return cls(**options)
+
+
+def yaml_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The section with YAML's reading of a bare ``off`` undone: ``step_check: off`` is the mode, not false."""
+    if options.get("step_check") is False:
+        return {**options, "step_check": "off"}
+    return dict(options)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from verifiers._math_units import clock, notation, unicode_math, unit_of
+from verifiers._math_units import clock, duration, notation, unicode_math, unit_of
 
 MAX_ANSWER_CHARS = 1000
 
@@ -76,6 +76,8 @@ def clean(answer: str) -> tuple[str, dict[str, Any]]:
     for old, new in _UNICODE.items():
         s = s.replace(old, new)
     s, flags["clock"] = clock(s)
+    if not flags["clock"] and " " in s:
+        s = duration(s)
     s, flags["unit"] = unit_of(s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("{,}", ",")
     for token in _DROP:

@@ -27,6 +27,8 @@ MAX_FACTORIAL = 300
 ROUND_REL = Fraction(1, 100)
 
 _CODE = re.compile(r"```.*?(?:```|$)", re.S)
+# Where a text cut at a window may resume: a line end, or a sentence end (a decimal point has no space after it).
+BOUNDARY = re.compile(r"\n|[.;!?]\s")
 _ANNOTATION = re.compile(r"<<([^<>\n]{1,200})>>")
 _FRAC = re.compile(r"\\[dtc]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _EXPONENT = re.compile(r"\^\s*\{([^{}]*)\}")
@@ -118,8 +120,8 @@ def first_false_step(text: str) -> str | None:
     """The first equality between plain numbers in ``text`` that does not hold, quoted; else None."""
     if len(text) > MAX_CHARS:
         text = text[-MAX_CHARS:]
-        cut = text.find("\n", 0, 2000)
-        text = text[cut + 1 :] if cut >= 0 else text.split(None, 1)[-1]  # no half-cut step at the start
+        cut = BOUNDARY.search(text, 0, 2000)  # no half-cut step at the start: from a line or sentence end
+        text = text[cut.end() :] if cut else text.split(None, 1)[-1]
     if "```" in text:
         text = _CODE.sub("\n", text)
     steps = [m.group(1) for m in _ANNOTATION.finditer(text)] if "<<" in text else []

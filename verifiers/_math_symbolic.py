@@ -97,6 +97,9 @@ def _zero(expr: Any) -> bool:
     if expr.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
         return False
     steps = [sp.expand, sp.cancel]
+    if not expr.free_symbols and expr.has(sp.exp, sp.I):
+        # polar and exponential forms: e^{i pi/4} -> cos + i sin, evaluated exactly at rational multiples of pi
+        steps.insert(0, lambda e: sp.expand(sp.expand_complex(e)))
     if expr.has(sp.sin, sp.cos, sp.tan, sp.sec, sp.csc, sp.cot):
         steps.append(lambda e: sp.expand_trig(e).rewrite(sp.cos).expand())
     if any(isinstance(p, sp.Pow) and isinstance(p.exp, sp.Rational) and p.exp.q > 1
@@ -143,6 +146,8 @@ def warmup() -> None:
     equal(("fn", "sin", (("*", two, x),)), ("*", two, ("*", ("fn", "sin", (x,)), ("fn", "cos", (x,)))), None)
     equal(("/", ("+", x, three), ("-", ("^", x, two), ("num", Fraction(9), False))), ("/", two, x), 1e-6)
     proportional((("sym", "y"), ("+", x, two)), (("-", ("sym", "y"), x), two))
+    i, pi = ("const", "I"), ("const", "pi")
+    equal(("+", ("num", Fraction(1), False), i), ("*", sqrt2, ("^", ("const", "E"), ("/", ("*", i, pi), two))), None)
 
 
 def handle(request: tuple) -> Any:

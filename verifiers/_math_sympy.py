@@ -39,6 +39,11 @@ class SympyWorker:
         self._lock = threading.Lock()
         self._owner = os.getpid()
 
+    @property
+    def started(self) -> bool:
+        """Whether this process has started a child (alive or not: `call` replaces a dead one)."""
+        return self._proc is not None and self._owner == os.getpid()
+
     def start(self) -> None:
         """Start the child now (it imports sympy in the background)."""
         if self._owner != os.getpid():

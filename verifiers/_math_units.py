@@ -2,7 +2,9 @@
 
 ``clean`` (``_math_normalize``) calls these before it strips labels: ``unit_of`` names the unit an
 answer ends in (canonical: "5 centimeters" and "5\\text{ cm}" are both ``cm``), so that two answers
-carrying different units are refused rather than compared as bare numbers; ``clock`` turns a time
+carrying different units are converted within their dimension (``conversion``: 5 m is 500 cm,
+exactly) or refused across dimensions rather than compared as bare numbers; ``duration`` reads a
+mixed duration ("2 hours 30 minutes") as seconds; ``clock`` turns a time
 of day with AM/PM into minutes after midnight; ``unicode_math`` rewrites ½, 2³, 10⁻³, x₂ into LaTeX;
 ``notation`` rewrites ``\\choose``, ``\\over``, ``\\pmod`` and degrees inside trig functions.
 """
@@ -10,6 +12,7 @@ of day with AM/PM into minutes after midnight; ``unicode_math`` rewrites ½, 2³
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 _UNITS = {
     "cm": ("cm", "centimeter", "centimetre"), "mm": ("mm", "millimeter", "millimetre"),
@@ -23,6 +26,22 @@ _UNITS = {
     "mph": ("mph",), "kmh": ("kph", "kmh"), "deg": ("degree", "deg"), "rad": ("radian", "rad"),
 }
 _CANON = {alias: unit for unit, aliases in _UNITS.items() for alias in aliases}
+# Exact factors to one base unit per dimension (exponents of length, mass, time, calendar month), by
+# definition: 1 in = 2.54 cm, 1 lb = 0.45359237 kg, 1 l = 1 dm^3. Units whose size is ambiguous are left
+# out (ton: short, long or metric; gallon: US or imperial; a month or year in days), so they convert to
+# nothing and stay refused against another unit; a month is 1/12 of a year.
+_DIMENSIONS: dict[str, tuple[tuple[int, int, int, int], Fraction]] = {
+    "mm": ((1, 0, 0, 0), Fraction(1, 1000)), "cm": ((1, 0, 0, 0), Fraction(1, 100)), "m": ((1, 0, 0, 0), Fraction(1)),
+    "km": ((1, 0, 0, 0), Fraction(1000)), "in": ((1, 0, 0, 0), Fraction(254, 10000)),
+    "ft": ((1, 0, 0, 0), Fraction(3048, 10000)), "yd": ((1, 0, 0, 0), Fraction(9144, 10000)),
+    "mi": ((1, 0, 0, 0), Fraction(1609344, 1000)),
+    "mg": ((0, 1, 0, 0), Fraction(1, 1000)), "g": ((0, 1, 0, 0), Fraction(1)), "kg": ((0, 1, 0, 0), Fraction(1000)),
+    "lb": ((0, 1, 0, 0), Fraction(45359237, 100000)), "oz": ((0, 1, 0, 0), Fraction(45359237, 1600000)),
+    "s": ((0, 0, 1, 0), Fraction(1)), "min": ((0, 0, 1, 0), Fraction(60)), "h": ((0, 0, 1, 0), Fraction(3600)),
+    "day": ((0, 0, 1, 0), Fraction(86400)), "week": ((0, 0, 1, 0), Fraction(604800)),
+    "month": ((0, 0, 0, 1), Fraction(1)), "year": ((0, 0, 0, 1), Fraction(12)),
+    "l": ((3, 0, 0, 0), Fraction(1, 1000)), "ml": ((3, 0, 0, 0), Fraction(1, 1000000)),
+}
 # Money and percent carry their own flags in ``clean``; magnitude words change the value.
 _NOT_UNITS = {
     "dollar", "cent", "percent", "per", "thousand", "million", "billion", "hundred", "dozen", "half",
@@ -33,6 +52,14 @@ _TRAILING = re.compile(
     r"(?<=[\d})\s])\s*(?:\\(?:text|mbox|mathrm|textnormal)\s*\{\s*([A-Za-z][A-Za-z .]*?)\s*\}|([A-Za-z][A-Za-z .]*?))"
     r"\s*(?:\^\s*\{?\s*([23])\s*\}?)?\s*\.?\s*$"
 )
+# "3 km/h", "3 \\text{km/h}", "9.8 m/s^2": a quotient of two unit words after a number
+_SLASH = re.compile(
+    r"(?<=[\d})\s])\s*(?:\\(?:text|mbox|mathrm)\s*\{\s*)?([A-Za-z]{1,6})\s*/\s*([A-Za-z]{1,6})"
+    r"\s*\}?\s*(?:\^\s*\{?\s*([23])\s*\}?)?\s*\}?\s*\.?\s*$"
+)
+_TIME_PART = r"(\d+(?:\.\d+)?)\s*(hours?|hrs?|h|minutes?|mins?|seconds?|secs?|s|days?|weeks?)"
+# "2 hours 30 minutes", "1 h 15 min", "2 hours and 30 minutes": two or three parts, each a number and a time unit
+_DURATION = re.compile(rf"{_TIME_PART}(?:\s*,?\s*(?:and\s+)?{_TIME_PART})(?:\s*,?\s*(?:and\s+)?{_TIME_PART})?\s*\.?")
 _CLOCK = re.compile(
     r"(\d{1,2})(?::(\d{2}))?\s*(?:\\(?:text|mbox|mathrm)\s*\{\s*)?([AaPp])\.?\s*[Mm]\.?\s*\}?\s*\.?"
 )
@@ -92,6 +119,12 @@ def unit_of(s: str) -> tuple[str, str | None]:
     """(the answer without a one-letter unit, the canonical unit it ends in or None)."""
     if not s[-1:].isalpha() and not s.endswith(("}", ".")) and "^" not in s[-8:]:
         return s, None  # no word at the end: no unit (the common case, decided without a regex)
+    if "/" in s[-20:]:
+        q = _SLASH.search(s, max(0, len(s) - 40))
+        if q and re.search(r"\d", s[: q.start()]):
+            top, bottom = _canon(q.group(1)), _canon(q.group(2))
+            if top in _DIMENSIONS and bottom in _DIMENSIONS:  # "3 km/h"; "3 apples/day" stays as written
+                return s[: q.start()].rstrip(), f"{top}/{bottom}" + (f"^{q.group(3)}" if q.group(3) else "")
     m = _TRAILING.search(s, max(0, len(s) - 60))  # a unit is short: a bounded look at the end
     if not m or not re.search(r"\d", s[: m.start()]):
         return s, None
@@ -134,6 +167,43 @@ def _canon(words: str) -> str | None:
     if " " in words or len(words) < 3:
         return None
     return words[:-1] if words.endswith("s") else words  # a counted noun: "apples" is "apple"
+
+
+def duration(s: str) -> str:
+    """A duration in mixed units as seconds: "2 hours 30 minutes" -> "9000 s" (others unchanged)."""
+    m = _DURATION.fullmatch(s.strip()) if " " in s.strip() else None
+    if not m:
+        return s
+    parts = [(m.group(i), m.group(i + 1)) for i in (1, 3, 5) if m.group(i)]
+    units = [_canon(unit) for _, unit in parts]
+    if None in units or len(set(units)) < len(units):
+        return s  # "2 hours 3 hours" is two answers, not one duration
+    total = sum(Fraction(value) * _DIMENSIONS[unit][1] for (value, _), unit in zip(parts, units))  # type: ignore[index]
+    value = str(total.numerator) if total.denominator == 1 else f"\\frac{{{total.numerator}}}{{{total.denominator}}}"
+    return f"{value} \\text{{ s}}"
+
+
+def conversion(unit: str, target: str) -> Fraction | None:
+    """The exact factor that turns a value in ``unit`` into ``target`` ("m" -> "cm": 100); None when
+    either is unknown or their dimensions differ (a length is not an area, a mass not a time)."""
+    a, b = _dimension(unit), _dimension(target)
+    if a is None or b is None or a[0] != b[0]:
+        return None
+    return a[1] / b[1]
+
+
+def _dimension(unit: str) -> tuple[tuple[int, ...], Fraction] | None:
+    """A canonical unit ("cm^2", "km/h", "m/s^2") as (dimension exponents, factor to the base units)."""
+    dims, factor = [0, 0, 0, 0], Fraction(1)
+    for sign, part in zip((1, -1), unit.split("/", 1)):
+        name, _, power = part.partition("^")
+        if name not in _DIMENSIONS or (power and not power.isdigit()):
+            return None
+        n = sign * int(power or 1)
+        base, size = _DIMENSIONS[name]
+        dims = [d + n * e for d, e in zip(dims, base)]
+        factor *= size**n
+    return tuple(dims), factor
 
 
 def clock(s: str) -> tuple[str, bool]:

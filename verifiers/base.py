@@ -42,6 +42,12 @@ class Verifier(Protocol):
     ``gold_fields`` (``("answer",)`` for math, ``("tests", "io")`` for code): prompt templates
     refuse to render those fields into the prompt (``sdp.sources.templates``). Optional; none
     declared means none guarded.
+
+    ``light = True`` (optional class attribute) says a check takes milliseconds, is bounded, and cannot
+    crash or hang the process it runs in: `sdp.stages.verify.Verification` then verifies the first
+    2,048 such records in its own process before it starts a worker pool. Leave it unset for anything
+    that runs untrusted code or may crash (the code verifier, most plugins); a subclass of the math
+    verifier inherits it and sets ``light = False`` when its checks are not light.
     """
 
     name: str

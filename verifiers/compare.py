@@ -41,6 +41,8 @@ class _Comparison(Iterator[dict[str, Any]]):
         except ImportError as exc:  # a dev dependency, not a runtime one
             raise RuntimeError("the comparison needs math-verify: pip install math-verify") from exc
         self._parse, self._verify = parse, verify
+        # it logs every timeout with the whole input (megabytes for a looping completion): the rows say enough
+        logging.getLogger("math_verify").setLevel(logging.CRITICAL)
         self._records = iter(records)
         self._alarm_s = max(1, math.ceil(timeout))  # signal.alarm takes whole seconds
         self._ours = MathVerifier(timeout=timeout)
@@ -172,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.timeout > 0:
         parser.error("--timeout must be positive")
-    logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs each timeout with the input
     rows = compare_records(_read(args.file), timeout=args.timeout)
     try:
         if args.json:

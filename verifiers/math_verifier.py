@@ -83,6 +83,7 @@ class MathVerifier:
 
     name = "math"
     gold_fields = ("answer",)  # what the template guard keeps out of prompts
+    light = True  # milliseconds per check, bounded in-process (sympy in its own child): no pool for small inputs
 
     def __init__(
         self, *, timeout: float = 1.0, rel_tol: float | None = None, config: MathVerifyConfig | None = None
@@ -126,7 +127,9 @@ class MathVerifier:
             return Verdict(None, "problem has no gold answer")
         if not isinstance(completion, str):
             return Verdict(False, "completion is not a string")
-        self._sympy().start()  # warms up in the background; most checks never need it
+        worker = self._sympy()
+        if not worker.started:  # no liveness poll per check: `call` replaces a dead child itself
+            worker.start()  # warms up in the background; most checks never need it
         try:
             gold_letter = _gold_choice(gold_raw)
         except ParseError as exc:
@@ -159,11 +162,12 @@ class MathVerifier:
             return Verdict(False, f"unparsable answer: {pred}", pred_raw)
         if dict(pred[1]).get("tentative"):
             return Verdict(False, HEDGE, pred_raw)
-        label = label_conflict(gold, pred, pred_raw)
+        convert = self.config.convert_units
+        label = label_conflict(gold, pred, pred_raw, convert)
         if label is not None:
             return Verdict(False, label, pred_raw)
         check = _Check(self, time.monotonic() + self.timeout)
-        g, p = _apply_units(gold, pred, pred_raw)
+        g, p = _apply_units(gold, pred, pred_raw, convert)
         try:
             if p[0] == "list" and g[0] not in ("list", "set", "tuple", "interval", "union", "matrix"):
                 return Verdict(False, HEDGE, pred_raw)
@@ -193,7 +197,9 @@ class MathVerifier:
             parsed = _parse(other)
             if isinstance(parsed, ParseError):
                 continue  # a statement we cannot read cannot be shown to differ
-            a, b = _apply_units(pred, parsed)
+            if label_conflict(pred, parsed, other, self.config.convert_units) is not None:
+                return other  # "5 m" then "5 cm": not one value
+            a, b = _apply_units(pred, parsed, "", self.config.convert_units)
             if not (check.match(a, b) or check.match(b, a)):
                 return other
         return None
@@ -255,7 +261,9 @@ class MathVerifier:
             if isinstance(option, ParseError):
                 continue
             try:
-                if check.match(*_apply_units(option, pred, pred_raw)):
+                if label_conflict(option, pred, pred_raw, self.config.convert_units) is None and check.match(
+                    *_apply_units(option, pred, pred_raw, self.config.convert_units)
+                ):
                     hits.append(letter)
             except (WorkerTimeout, _Undecided):
                 return None

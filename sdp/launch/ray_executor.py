@@ -264,10 +264,12 @@ def _check_sandbox() -> str | None:
         return f"node {socket.gethostname()}: the code sandbox (bwrap) does not start: {exc}"
 
 
-def _verify_shard(root: str, index: int, verifier: str | None, timeout: float, keep_truncated: bool) -> int:
+def _verify_shard(root: str, index: int, verifier: str | None, timeout: float, keep_truncated: bool,
+                  math_verify: dict | None = None) -> int:  # fmt: skip
     from sdp.stages.verify import Verification
 
-    with Verification(verifier=verifier, workers=1, timeout=timeout, keep_truncated=keep_truncated) as verification:
+    with Verification(verifier=verifier, workers=1, timeout=timeout, keep_truncated=keep_truncated,
+                      math_verify=math_verify) as verification:  # fmt: skip
         verification.verify_shard(Shard(Path(root), index))
     return index
 
@@ -294,13 +296,15 @@ def verify_on_ray(
     verifier: str | None = None,
     timeout: float = 1.0,
     keep_truncated: bool = False,
+    math_verify: dict | None = None,
     options: RayOptions = RayOptions(),
     check_sandbox: bool = True,
     max_retries: int = 3,
 ) -> int:
     """Verify each finished shard in its own Ray task (retried if its worker dies); return shards done.
 
-    ``keep_truncated`` is the round's truncation rule (sdp.stages.verify), the same as in-process verification.
+    ``keep_truncated`` is the round's truncation rule (sdp.stages.verify) and ``math_verify`` its math
+    verifier options, the same as in-process verification.
     """
     started = init_ray(options)
     try:
@@ -309,7 +313,8 @@ def verify_on_ray(
         if check_sandbox:
             check_nodes_sandbox()
         task = ray.remote(num_cpus=options.verify_cpus, max_retries=max_retries)(_verify_shard)
-        refs = [task.remote(str(s.root), s.index, verifier, timeout, keep_truncated) for s in shards if not s.done("verdicts")]
+        refs = [task.remote(str(s.root), s.index, verifier, timeout, keep_truncated, math_verify)
+                for s in shards if not s.done("verdicts")]  # fmt: skip
         return len(ray.get(refs))
     finally:
         if started:

@@ -46,6 +46,7 @@ class BudgetSpec:
     verify_timeout: float = 5.0
     verify_workers: int | None = None
     keep_truncated: bool = False
+    math_verify: dict | None = None  # the round's MathVerifyConfig options
     rationalize: bool = False
     rationalize_template: str = DEFAULT_HINT_TEMPLATE
     rationalize_n: int = 4

@@ -12,7 +12,8 @@ keeps those traces. This pass estimates how much of a round's pass rate is chanc
   ``same_gold`` (a correct answer passes both there). Rationalized samples (drawn with the gold as a
   hint) are left out.
 - **kept false-step share**: each kept trace (the select stage's rules, re-applied) is re-checked
-  against its own gold by the math verifier with ``step_check="flag"``; the share carrying the
+  against its own gold by the math verifier with the round's options (``math_verify``) but
+  ``step_check="flag"``; the share carrying the
   false-step flag. Under the default ``step_check="reject"`` it is 0 by construction; it measures
   what the step check would remove when the round ran with it off.
 - **distinct answers per problem**: the mean number of distinct final answers (whitespace
@@ -28,6 +29,7 @@ in the round's metrics.json and redraws the summary, for rounds run before this 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import random
@@ -49,10 +51,11 @@ _WS = re.compile(r"\s+")
 
 
 class StepFlagMathVerifier(MathVerifier):
-    """The math verifier with the step check as a flag: a false step leaves ``ok`` and adds a flag."""
+    """The round's math verifier (its configured options) with the step check as a flag: a false step
+    leaves ``ok`` and adds a flag."""
 
-    def __init__(self, *, timeout: float = 1.0) -> None:
-        super().__init__(timeout=timeout, config=MathVerifyConfig(step_check="flag"))
+    def __init__(self, *, timeout: float = 1.0, config: MathVerifyConfig | None = None) -> None:
+        super().__init__(timeout=timeout, config=dataclasses.replace(config or MathVerifyConfig(), step_check="flag"))
 
 
 # Samples verified against a shuffled gold per round: enough for a rate, bounded for large rounds.

@@ -19,6 +19,7 @@ contain is a guess the model would be trained to repeat.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -29,7 +30,9 @@ from tqdm.auto import tqdm
 from sdp.jsonl import JsonlWriter, iter_jsonl
 from sdp.launch.workers import OrderedPool, chunked, usable_cpus
 from sdp.shards import Shard
+from verifiers._math_config import MathVerifyConfig
 from verifiers.base import Verdict
+from verifiers.math_verifier import MathVerifier
 from verifiers.registry import get_verifier, resolve_verifier_class
 
 logger = logging.getLogger(__name__)
@@ -37,9 +40,13 @@ logger = logging.getLogger(__name__)
 _MAX_CHUNK = 64
 # Below this many records a process pool costs more (spawn + imports) than it saves.
 _MIN_RECORDS_FOR_POOL = 64
+# Records of a `light` verifier (milliseconds per check, in this process, bounded: math) verified here before
+# a pool starts: a worker costs a process start, its imports and its own sympy child (about a second of CPU
+# each), more than 2,000 light checks on a small machine; a large input still gets its pool after them.
+_LIGHT_IN_PROCESS = 2048
 
-# Verifiers built in this process, kept across chunks: (name, timeout) -> verifier.
-_CACHE: dict[tuple[str, float], Any] = {}
+# Verifiers built in this process, kept across chunks: (name, timeout, math options) -> verifier.
+_CACHE: dict[tuple[str, float, MathVerifyConfig | None], Any] = {}
 
 TRUNCATED = "truncated: the completion was cut at the token limit (finish_reason length)"
 
@@ -65,8 +72,28 @@ def _coerce(result: Any) -> dict[str, Any]:
     raise TypeError(f"verifier returned {type(result).__name__}, not a Verdict")
 
 
+def build_verifier(name: str, timeout: float, math_config: MathVerifyConfig | None = None) -> Any:
+    """The verifier ``name`` with ``timeout``; a math verifier (or a subclass) also gets ``math_config``.
+
+    The one place every stage builds its verifiers (verify, the sampler's waves, Ray tasks, the luck
+    pass, evaluation), so one configured set of math options reaches every verdict.
+    """
+    target = resolve_verifier_class(name)
+    if math_config is not None and isinstance(target, type) and issubclass(target, MathVerifier):
+        return get_verifier(name, timeout=timeout, config=math_config)
+    return get_verifier(name, timeout=timeout)
+
+
+def math_config_of(options: Mapping[str, Any] | MathVerifyConfig | None) -> MathVerifyConfig | None:
+    """A round config's ``math_verify`` section as a `MathVerifyConfig` (None: the defaults)."""
+    if options is None or isinstance(options, MathVerifyConfig):
+        return options
+    return MathVerifyConfig.from_mapping(dict(options))
+
+
 def verify_one(
-    record: Mapping[str, Any], name: str | None, timeout: float, keep_truncated: bool = False
+    record: Mapping[str, Any], name: str | None, timeout: float, keep_truncated: bool = False,
+    math_config: MathVerifyConfig | None = None,
 ) -> dict[str, Any]:
     """The verdict of one record; any failure of the verifier is an ``ok: null`` verdict with its reason."""
     if record.get("finish_reason") == "length" and not keep_truncated:
@@ -78,16 +105,17 @@ def verify_one(
     if not isinstance(completion, str):
         return Verdict(False, "record has no `completion` string").to_dict()
     try:
-        verifier = _CACHE.get((name, timeout))
+        key = (name, timeout, math_config)
+        verifier = _CACHE.get(key)
         if verifier is None:
-            verifier = _CACHE[(name, timeout)] = get_verifier(name, timeout=timeout)
+            verifier = _CACHE[key] = build_verifier(name, timeout, math_config)
         return _coerce(verifier.verify(record, completion))
     except Exception as exc:  # a crashing verifier costs one record, not the batch
         logger.debug("verifier %s crashed", name, exc_info=True)
         return Verdict(None, f"verifier error: {type(exc).__name__}: {exc}").to_dict()
 
 
-_Item = tuple[Mapping[str, Any], str | None, float, bool]
+_Item = tuple[Mapping[str, Any], str | None, float, bool, MathVerifyConfig | None]
 
 
 def _verify_chunk(chunk: list[_Item]) -> list[dict[str, Any]]:
@@ -114,25 +142,29 @@ class Verification:
 
     One instance keeps its worker pool (and every verifier the workers built) for all the shards
     of a stage. ``workers=None`` uses every CPU this process may use; 1 verifies in-process.
-    ``keep_truncated`` lets completions cut at the token limit reach their verifier.
+    ``keep_truncated`` lets completions cut at the token limit reach their verifier. ``math_verify``
+    (a mapping of `MathVerifyConfig` options, or one) configures every math verifier it builds.
     """
 
     def __init__(
         self, *, verifier: str | None = None, workers: int | None = None, timeout: float = 1.0,
-        keep_truncated: bool = False,
+        keep_truncated: bool = False, math_verify: Mapping[str, Any] | MathVerifyConfig | None = None,
     ) -> None:
         if verifier:
             resolve_verifier_class(verifier)  # fail fast, listing the known names
         self.verifier, self.timeout, self.keep_truncated = verifier, timeout, keep_truncated
+        self.math_config = math_config_of(math_verify)
+        self._lightness: dict[str, bool] = {}
         self.workers = usable_cpus() if workers is None else max(1, workers)
         self._pool: OrderedPool | None = None
 
     @classmethod
     def for_config(cls, cfg: Any) -> Verification:
-        """The verification a round config asks for (its verifier, verify_workers, verify_timeout, keep_truncated)."""
+        """The verification a round config (or a `BudgetSpec`) asks for: its verifier, verify_workers,
+        verify_timeout, keep_truncated and math_verify."""
         return cls(
             verifier=cfg.verifier, workers=cfg.verify_workers, timeout=cfg.verify_timeout,
-            keep_truncated=bool(getattr(cfg, "keep_truncated", False)),
+            keep_truncated=bool(getattr(cfg, "keep_truncated", False)), math_verify=getattr(cfg, "math_verify", None),
         )
 
     def __enter__(self) -> Verification:
@@ -149,11 +181,23 @@ class Verification:
 
     def verdicts(self, records: Iterable[Mapping[str, Any]], *, in_process: bool = False) -> Iterator[dict]:
         """The verdict of each record, in order (records are streamed, a bounded number in flight)."""
-        items = ((r, self.verifier, self.timeout, self.keep_truncated) for r in records)
+        items = ((r, self.verifier, self.timeout, self.keep_truncated, self.math_config) for r in records)
         if in_process or self.workers == 1:
             for chunk in chunked(items, _MAX_CHUNK):
                 yield from _verify_chunk(chunk)
             return
+        if self._pool is None:
+            # A pool not started yet: the first light records are verified here; the pool starts (for the rest)
+            # at the first record of another verifier or past _LIGHT_IN_PROCESS records.
+            first = None
+            for n, item in enumerate(items):
+                if n >= _LIGHT_IN_PROCESS or not self._light(item[0]):
+                    first = item
+                    break
+                yield verify_one(*item)
+            if first is None:
+                return
+            items = itertools.chain([first], items)
         if self._pool is None:
             # A chunk may take its records' full timeouts, with room for a loaded machine.
             self._pool = OrderedPool(
@@ -161,6 +205,18 @@ class Verification:
                 chunk_timeout=lambda n: 60.0 + 4.0 * self.timeout * n,
             )  # fmt: skip
         yield from self._pool.map(items)
+
+    def _light(self, record: Mapping[str, Any]) -> bool:
+        """Whether ``record``'s verifier declares itself light (``light = True``: bounded, in-process safe)."""
+        name = self.verifier or record.get("domain")
+        if not isinstance(name, str) or not name:
+            return True  # verify_one answers it without any verifier
+        if name not in self._lightness:
+            try:
+                self._lightness[name] = getattr(resolve_verifier_class(name), "light", False) is True
+            except Exception:  # an unknown or broken verifier: a worker reports it, not this process
+                self._lightness[name] = False
+        return self._lightness[name]
 
     def verified(self, records: Iterable[Mapping[str, Any]], *, in_process: bool = False) -> Iterator[dict]:
         """Each record (unchanged) plus its ``verdict``."""
