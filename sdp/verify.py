@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sdp.jsonl import JsonlError, JsonlWriter, count_lines, iter_jsonl, iter_lines, parse_line
+from sdp.logs import setup_logging
 from sdp.stages.verify import _MIN_RECORDS_FOR_POOL, RecordError, Verification
 from verifiers.registry import UnknownVerifierError, resolve_verifier_class
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = HfArgumentParser(VerifyConfig, prog="python -m sdp.verify", description=__doc__.split("\n", 1)[0])
     parser.add_argument("input", help="JSONL file of records with `completion`.")
     cfg, extra = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(fmt="%(levelname)s %(name)s: %(message)s")
     in_path = Path(extra.input)
     out_path = Path(cfg.output) if cfg.output else in_path.with_name(in_path.stem + ".verified.jsonl")
     if cfg.verifier:
