@@ -155,7 +155,10 @@ def format_scores(scores: Mapping[str, Mapping[str, Any]]) -> str:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.1f}"
 
+    def maj(v: float | None) -> str:
+        return "- (no answers to vote on)" if v is None else pct(v)
+
     return ", ".join(
-        f"{d} pass@1 {pct(s['pass@1'])} pass@{s['k']} {pct(s['pass@k'])} maj@{s['k']} {pct(s['maj@k'])}"
+        f"{d} pass@1 {pct(s['pass@1'])} pass@{s['k']} {pct(s['pass@k'])} maj@{s['k']} {maj(s['maj@k'])}"
         for d, s in scores.items()
     )
