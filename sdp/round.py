@@ -12,6 +12,7 @@ shards, with the same seeded results. The pass-through sections of the config ar
     python -m sdp.round                        # the embedded default (3 rounds)
     python -m sdp.round --config my.yaml --rounds 5
     python -m sdp.round --config my.yaml --round 2   # run (or resume) round 2 only
+    python -m sdp.round --config my.yaml --dry_run   # the resolved config, prompts, counts, shard plan (sdp.dryrun)
 """
 
 from __future__ import annotations
