@@ -343,10 +343,8 @@ def _load_mapping(name: str, text: str) -> dict | None:
 
 def parse_config(argv: list[str] | None = None, cls: type = RoundConfig, prog: str | None = None,
                  description: str | None = None, file_cls: type | None = None) -> Any:
-    """Parse `--config file.yaml` plus command-line overrides into a `cls` (a `RoundConfig` by default).
-
-    `file_cls`: the config file may hold any field of it; those `cls` lacks are ignored (`sdp.evaluate`).
-    """
+    """Parse `--config file.yaml` plus command-line overrides into a `cls` (a `RoundConfig` by default); the file
+    may hold any field of `file_cls`, those `cls` lacks are ignored (`sdp.evaluate`)."""
     from trl import TrlParser
 
     from sdp.cli import DESCRIPTION, PROG, check_names, negated_help
@@ -358,8 +356,7 @@ def parse_config(argv: list[str] | None = None, cls: type = RoundConfig, prog: s
     negated_help(parser)
     # TrlParser reads --config itself; declared here so that --help shows it.
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of config fields (replaces the defaults).")
-    # Parse once with dict fields left as raw strings so they can be merged onto the
-    # configured mapping instead of replacing it.
+    # Dict fields are kept as raw strings too, to be merged onto the configured mapping instead of replacing it.
     dict_fields = [n for n in DICT_FIELDS if n in {f.name for f in dataclasses.fields(cls)}]
     raw_cli: dict[str, str] = {}
     flags = {f"--{n}": n for n in dict_fields} | {f"--{n.replace('_', '-')}": n for n in dict_fields}

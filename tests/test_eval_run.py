@@ -53,6 +53,11 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _outputs(run: Path) -> dict[str, bytes]:
+    """The run's files but the stage job files (the preflight's job is rewritten by every start)."""
+    return {k: v for k, v in _tree(run).items() if not k.endswith(".job.json")}
+
+
 def _wait(proc: subprocess.Popen, condition, what: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout  # a safety limit only; the wait is on the condition
     while not condition():
@@ -109,18 +114,17 @@ def test_evaluate_is_a_resumable_inspectable_run(tiny_model, problem_files, tmp_
     assert shown.stdout.startswith(f"{run} round 0 (held-out): 12 samples of 6 problems")
 
     # A bad setting fails before any sampling, naming the field; nothing already written is lost.
-    before = _tree(run)
+    outputs = _outputs(run)
     bad = evaluate([*args, "--eval_sampling", "{temperature: hot}"])
     assert bad.returncode != 0
     assert "error: eval_sampling.temperature: expected float, got 'hot'" in bad.stderr, bad.stderr[-3000:]
     assert "Traceback" not in bad.stderr
-    assert {k: v for k, v in _tree(run).items() if not k.endswith(".job.json")} == {
-        k: v for k, v in before.items() if not k.endswith(".job.json")}
+    assert _outputs(run) == outputs
     # Another model is refused, naming the field; the run is left as it was.
     other = evaluate([*args, "--model", str(REPO / "data" / "model")])
     assert other.returncode != 0, other.stderr[-3000:]
     assert "was started with a different configuration: model: '" in other.stderr
-    assert _tree(run) == before
+    assert _outputs(run) == outputs
 
 
 def test_a_changed_eval_sampling_re_evaluates_and_keeps_nothing_stale(tmp_path):
