@@ -203,7 +203,10 @@ def dry_run(cfg: RoundConfig, train_all: list[dict], eval_set: list[dict]) -> st
     run = RunDir(root)
     stage = check_run_config(run, cfg)
     note = f" (exists; these settings re-run from the {stage} stage)" if stage else " (exists; resumed)"
-    return dry_run_report(cfg, root, train_all, eval_set, plan_rounds(run, cfg), note=note)
+    rounds = plan_rounds(run, cfg)
+    if stage:  # the completed rounds are re-run from that stage too
+        rounds = sorted(set(run.completed_rounds()) | set(rounds))
+    return dry_run_report(cfg, root, train_all, eval_set, rounds, note=note)
 
 
 def run_all(cfg: RoundConfig) -> None:

@@ -169,6 +169,11 @@ def test_a_fixed_sft_setting_re_trains_and_reuses_the_samples(reference, args_fo
     args[args.index("--output_dir") + 1] = str(tmp_path)
     kept = {d: _stamps(copy / d) for d in ("round-1/samples", "round-1/verdicts", "round-0/eval/samples")}
     fixed = SFT.replace("num_train_epochs: 10", "num_train_epochs: 2")
+    dry = run_round([*args, "--sft", fixed, "--dry_run"])  # what the resume would do; it changes nothing
+    assert f"run directory: {copy} (exists; these settings re-run from the train stage)" in dry.stdout
+    assert "round 1: 14 training problems in 7 shards of 2, sampling.n 4 -> 56 samples; written earlier: 7/7 " \
+           "sample, 7/7 verdict shards" in dry.stdout
+    assert {d: _stamps(copy / d) for d in kept} == kept and "settings changed" not in dry.stderr
     proc = run_round([*args, "--sft", fixed])
     assert ("settings changed (sft.num_train_epochs: 10 -> 2): re-running round 1 from its train stage "
             "(its samples and verdicts are kept)") in proc.stderr
