@@ -37,9 +37,14 @@ def _names(cls: type) -> tuple[set[str], set[str]]:
     return fields, negated
 
 
-def check_names(cls: type, argv: Sequence[str]) -> None:
-    """Raise `ConfigNameError` for an unknown `--flag` in `argv` or an unknown key of its `--config` file."""
+def check_names(cls: type, argv: Sequence[str], file_cls: type | None = None, prog: str = PROG) -> None:
+    """Raise `ConfigNameError` for an unknown `--flag` in `argv` or an unknown key of its `--config` file.
+
+    Flags must be fields of `cls`; the file's keys fields of `file_cls` (default `cls`): `sdp.evaluate` reads a
+    round's config file, whose training keys it does not use.
+    """
     fields, negated = _names(cls)
+    file_fields = _names(file_cls)[0] if file_cls is not None else fields
     flags = fields | negated | {"config", "help"}
     for i, arg in enumerate(argv):
         if not arg.startswith("--") or arg == "--":
@@ -48,7 +53,7 @@ def check_names(cls: type, argv: Sequence[str]) -> None:
             continue
         name = arg[2:].split("=", 1)[0].replace("-", "_")
         if name not in flags:
-            raise ConfigNameError(f"unknown option --{name}{_hint(name, flags, '--')}")
+            raise ConfigNameError(f"unknown option --{name}{_hint(name, flags, '--', prog)}")
     if "--config" in argv:
         index = list(argv).index("--config")
         if index + 1 >= len(argv):
@@ -60,10 +65,18 @@ def check_names(cls: type, argv: Sequence[str]) -> None:
         if not isinstance(data, dict):
             raise ConfigNameError(f"--config {path}: expected a YAML mapping of config fields")
         for key in data:
-            if key not in fields and key not in _YAML_EXTRA:
-                raise ConfigNameError(f"{path}: unknown key {key!r}{_hint(str(key), fields, '')}")
+            if key not in file_fields and key not in _YAML_EXTRA:
+                raise ConfigNameError(f"{path}: unknown key {key!r}{_hint(str(key), file_fields, '', prog)}")
 
 
-def _hint(name: str, names: set[str], prefix: str) -> str:
+def negated_help(parser: Any) -> None:
+    """Give HfArgumentParser's `--no_<flag>` options their own help (it copies the positive flag's)."""
+    for action in parser._actions:
+        name = action.option_strings[0] if action.option_strings else ""
+        if name.startswith("--no_") and action.dest == name[len("--no_"):]:
+            action.help = f"Turn --{action.dest} off."
+
+
+def _hint(name: str, names: set[str], prefix: str, prog: str = PROG) -> str:
     hint = closest(name, sorted(names))
-    return hint.replace("mean ", f"mean {prefix}") if hint else f"; `{PROG} --help` lists them"
+    return hint.replace("mean ", f"mean {prefix}") if hint else f"; `{prog} --help` lists them"

@@ -227,6 +227,8 @@ class RoundConfig:
     dtype: str = field(default="float32", metadata={"help": "dtype the student trains in (bfloat16 on GPUs)."})
     teacher_dtype: str | None = field(default=None, metadata={"help": "dtype of the KD teacher (None: the student's)."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+    dry_run: bool = field(default=False, metadata={"help": "Print the resolved config, one rendered prompt per "
+                          "domain, the problem counts and the shard plan, then exit (no model is loaded)."})
 
     def __post_init__(self) -> None:
         for name in DICT_FIELDS:
@@ -366,26 +368,34 @@ def _load_mapping(name: str, text: str) -> dict | None:
     return value
 
 
-def parse_config(argv: list[str] | None = None) -> RoundConfig:
-    """Parse `--config file.yaml` plus command-line overrides into a `RoundConfig`."""
+def parse_config(argv: list[str] | None = None, cls: type = RoundConfig, prog: str | None = None,
+                 description: str | None = None, file_cls: type | None = None) -> Any:
+    """Parse `--config file.yaml` plus command-line overrides into a `cls` (a `RoundConfig` by default); the file
+    may hold any field of `file_cls`, those `cls` lacks are ignored (`sdp.evaluate`)."""
     from trl import TrlParser
 
-    from sdp.cli import DESCRIPTION, PROG, check_names
+    from sdp.cli import DESCRIPTION, PROG, check_names, negated_help
 
-    args = list(argv) if argv is not None else None
-    check_names(RoundConfig, args if args is not None else sys.argv[1:])
-    parser = TrlParser([RoundConfig], prog=PROG, description=DESCRIPTION, allow_abbrev=False)
+    prog = prog or PROG
+    args = list(argv) if argv is not None else sys.argv[1:]
+    check_names(cls, args, file_cls, prog)
+    parser = TrlParser([cls], prog=prog, description=description or DESCRIPTION, allow_abbrev=False)
+    negated_help(parser)
     # TrlParser reads --config itself; declared here so that --help shows it.
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of config fields (replaces the defaults).")
-    # Parse once with dict fields left as raw strings so they can be merged onto the
-    # configured mapping instead of replacing it.
+    # Dict fields are kept as raw strings too, to be merged onto the configured mapping instead of replacing it.
+    dict_fields = [n for n in DICT_FIELDS if n in {f.name for f in dataclasses.fields(cls)}]
     raw_cli: dict[str, str] = {}
-    if args is not None:
-        flags = {f"--{n}": n for n in DICT_FIELDS} | {f"--{n.replace('_', '-')}": n for n in DICT_FIELDS}
-        for i, arg in enumerate(args[:-1]):
-            if arg in flags:  # the last occurrence wins, as in argparse
-                raw_cli[flags[arg]] = args[i + 1]
-    cfg = parser.parse_args_and_config(args=args)[0]  # [1] would be the namespace holding `config`
+    flags = {f"--{n}": n for n in dict_fields} | {f"--{n.replace('_', '-')}": n for n in dict_fields}
+    for i, arg in enumerate(args[:-1]):
+        if arg in flags:  # the last occurrence wins, as in argparse
+            raw_cli[flags[arg]] = args[i + 1]
+    # The file's keys that `cls` lacks come back as remaining strings (check_names accepted them for file_cls).
+    # (cfg, the namespace holding `config`, the file's remaining strings, the command line's)
+    parsed = parser.parse_args_and_config(args=args, return_remaining_strings=True, separate_remaining_strings=True)
+    cfg, extra = parsed[0], parsed[-1]
+    if extra:
+        raise ValueError(f"unexpected argument(s) {' '.join(extra)}; `{prog} --help` lists the options")
     defaults = {a.dest: a.default for a in parser._actions}
     for name, text in raw_cli.items():
         override = _load_mapping(name, text)
@@ -397,12 +407,14 @@ def parse_config(argv: list[str] | None = None) -> RoundConfig:
     return cfg
 
 
-def config_fingerprint(cfg: RoundConfig) -> str:
-    """Canonical JSON of the fields that change results (not where the run lives, how far it goes, or progress bars)."""
+def config_fingerprint(cfg: Any) -> str:
+    """Canonical JSON of the fields that change results (not where the run lives, how far it goes, or progress bars).
+
+    `cfg`: a `RoundConfig`, or an `sdp.evaluate.EvalConfig` (its fields only)."""
     data = cfg.to_dict()
     # Where and how parallel the work runs, and what is reported, leave the results as they are.
     for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers", "overlap_verify",
-                "report_to", "executor", "ray_address", "replicas", "luck_check"):
+                "report_to", "executor", "ray_address", "replicas", "luck_check", "dry_run"):
         data.pop(key, None)
     # Fields added after runs existed leave a run's fingerprint as it was while they hold the values
     # runs had before them (the fixed budget, the embedded default until issue 30).

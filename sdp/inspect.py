@@ -3,7 +3,7 @@
 Prints the round's verdict-reason histogram, its luck figures (`sdp.stages.luck`, from the
 round's metrics.json, training rounds only), then for a few problems the prompt and their kept
 and rejected completions with each verdict's reason. Training verdicts by default; `--eval` (and
-round 0, which has only the baseline evaluation) shows the held-out ones.
+round 0, which has only the baseline evaluation, as has a `python -m sdp.evaluate` run) shows the held-out ones.
 
 Reads either layout of a round directory: single files (`verdicts.jsonl`, `eval.jsonl`,
 `problems.jsonl`) or per-shard directories (`verdicts/shard-*.jsonl`, `eval/verdicts/...`,

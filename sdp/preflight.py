@@ -116,9 +116,9 @@ def check_config(cfg: Mapping[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from sdp.launch.process import die_with_parent, load_job
+    from sdp.launch.process import load_job, stage_child
 
-    die_with_parent()
+    stage_child()
     try:
         check_config(load_job(argv))
     except ConfigCheckError as exc:

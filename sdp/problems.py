@@ -82,9 +82,12 @@ def scores_table(scores: Mapping[str, Mapping[str, Any]]) -> str:
         return "-" if v is None else f"{100 * v:.1f}"
 
     k = next(iter(scores.values()))["k"] if scores else 1
-    lines = [f"| domain | problems | pass@1 (%) | pass@{k} (%) |", "|---|---:|---:|---:|"]
+    # With one completion per problem pass@k is pass@1: one column, not two of the same name.
+    header = ["domain", "problems", "pass@1 (%)"] + ([f"pass@{k} (%)"] if k != 1 else [])
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for domain, s in scores.items():
-        lines.append(f"| {domain} | {s['problems']} | {pct(s['pass@1'])} | {pct(s['pass@k'])} |")
+        cells = [domain, str(s["problems"]), pct(s["pass@1"])] + ([pct(s["pass@k"])] if k != 1 else [])
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from sdp.distill.quantize import SCHEMES, QuantizeConfig, checkpoint_bytes, quantize_ptq, save_quantized
+from sdp.logs import setup_logging
 
 
 def _mb(n: int) -> str:
@@ -19,6 +20,7 @@ def _mb(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    setup_logging()  # before torch and torchao are imported: their known noise is dropped
     parser = argparse.ArgumentParser(prog="python -m sdp.quantize", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="directory of the full-precision model")
     parser.add_argument("--scheme", required=True, choices=SCHEMES)

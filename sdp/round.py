@@ -12,6 +12,7 @@ shards, with the same seeded results. The pass-through sections of the config ar
     python -m sdp.round                        # the embedded default (3 rounds)
     python -m sdp.round --config my.yaml --rounds 5
     python -m sdp.round --config my.yaml --round 2   # run (or resume) round 2 only
+    python -m sdp.round --config my.yaml --dry_run   # the resolved config, prompts, counts, shard plan (sdp.dryrun)
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from sdp.config import RoundConfig, config_fingerprint, parse_config
+from sdp.dryrun import dry_run_report
 from sdp.fingerprint import changed, refusal, rewind, rewind_stage
-from sdp.launch.process import StageError, run_stage
+from sdp.launch.process import INTERRUPTED, StageError, run_stage
+from sdp.logs import setup_logging
 from sdp.round_stages import (
     evaluate_stage,
     policy,
@@ -37,17 +41,21 @@ from sdp.round_stages import (
     train_shards,
     train_stage,
 )
-from sdp.rundir import RunDir, atomic_write_json, atomic_write_text
+from sdp.rundir import MANIFEST, RunDir, atomic_write_json, atomic_write_text
 from sdp.sources.problems import ProblemError, load_problems, subset
 from sdp.stages.evaluate import format_scores
 from sdp.stages.sample import SampleTask
 from sdp.stages.summary import write_summary
 
 logger = logging.getLogger("sdp.round")
+# A RoundConfig, or the fields of one that sdp.evaluate.EvalConfig holds (both have to_dict()).
+RunConfig = Any
 
-def check_run_config(run: RunDir, cfg: RoundConfig) -> str | None:
+def check_run_config(run: RunDir, cfg: RunConfig) -> str | None:
     """The stage to rewind to when only a later stage's settings changed (`sdp.fingerprint`), else None;
-    refuse to continue a run directory made with settings that change its samples, naming the fields."""
+    refuse to continue a run directory made with settings that change its samples, naming the fields.
+
+    `cfg`: a round's config, or an evaluation's (`sdp.evaluate.EvalConfig`, whose run is a baseline only)."""
     fingerprint_path = run.root / "config.fingerprint.json"
     fingerprint = config_fingerprint(cfg)
     if not (fingerprint_path.exists() and fingerprint_path.read_text() != fingerprint and run.manifest):
@@ -59,16 +67,17 @@ def check_run_config(run: RunDir, cfg: RoundConfig) -> str | None:
     return stage
 
 
-def apply_rewind(run: RunDir, cfg: RoundConfig, stage: str) -> None:
+def apply_rewind(run: RunDir, cfg: RunConfig, stage: str) -> None:
     """Forget what the changed settings invalidate, keeping what they do not feed (samples and verdicts)."""
     fingerprint_path = run.root / "config.fingerprint.json"
     fields = ", ".join(f"{name}: {change}" for name, change in changed(fingerprint_path.read_text(),
                                                                        config_fingerprint(cfg)))
-    what = rewind(run, stage, teacher_sampled=cfg.teacher_model is not None)
+    # An evaluation's config has no teacher_model (its run has no training rounds).
+    what = rewind(run, stage, teacher_sampled=getattr(cfg, "teacher_model", None) is not None)
     logger.info("settings changed (%s): re-running %s", fields, what)
 
 
-def save_run_config(run: RunDir, cfg: RoundConfig) -> None:
+def save_run_config(run: RunDir, cfg: RunConfig) -> None:
     """Record the settings of the run (after the preflight accepted them, so a rejected config leaves none)."""
     atomic_write_text(run.root / "config.fingerprint.json", config_fingerprint(cfg))
     atomic_write_text(run.root / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -86,7 +95,7 @@ def check_model_path(field_name: str, model: str | None) -> None:
         raise SystemExit(f"--{field_name} {model}: no such model directory{hint}")
 
 
-def preflight(run: RunDir, cfg: RoundConfig) -> None:
+def preflight(run: RunDir, cfg: RunConfig) -> None:
     """Check every pass-through section and model now (`sdp.preflight`, in a child: no model loaded here)."""
     try:
         run_stage("sdp.preflight", cfg.to_dict(), run.root / "preflight.job.json")
@@ -172,7 +181,7 @@ def run_round(
 
 def main(argv: list[str] | None = None) -> None:
     """The command: a config error is one line, Ctrl-C says how to resume (no traceback either way)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         cfg = parse_config(argv if argv is not None else sys.argv[1:])
     except ValueError as exc:  # every config check raises ValueError naming the field
@@ -181,8 +190,23 @@ def main(argv: list[str] | None = None) -> None:
         run_all(cfg)
     except KeyboardInterrupt:
         # Every file is written atomically and each finished stage is in the manifest: nothing to clean up.
-        print("\ninterrupted; run the same command to resume", file=sys.stderr)
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def dry_run(cfg: RoundConfig, train_all: list[dict], eval_set: list[dict]) -> str:
+    """The `--dry_run` report (`sdp.dryrun`); an existing run directory is read (a refused resume fails here too)."""
+    root = Path(cfg.output_dir) / cfg.name
+    if not (root / MANIFEST).exists():
+        rounds = [cfg.round] if cfg.round is not None else list(range(1, cfg.rounds + 1))
+        return dry_run_report(cfg, root, train_all, eval_set, rounds, note=" (new)")
+    run = RunDir(root)
+    stage = check_run_config(run, cfg)
+    note = f" (exists; these settings re-run from the {stage} stage)" if stage else " (exists; resumed)"
+    rounds = plan_rounds(run, cfg)
+    if stage:  # the completed rounds are re-run from that stage too
+        rounds = sorted(set(run.completed_rounds()) | set(rounds))
+    return dry_run_report(cfg, root, train_all, eval_set, rounds, note=note)
 
 
 def run_all(cfg: RoundConfig) -> None:
@@ -202,6 +226,9 @@ def run_all(cfg: RoundConfig) -> None:
     for field_name in ("model", "teacher_model"):
         check_model_path(field_name, getattr(cfg, field_name))
     train_all, contamination = check_contamination(cfg, train_all, eval_set)
+    if cfg.dry_run:  # before the run directory is made: a dry run writes nothing
+        print(dry_run(cfg, train_all, eval_set))
+        return
     run = RunDir(Path(cfg.output_dir) / cfg.name)
     pending = check_run_config(run, cfg)
     if pending or plan_rounds(run, cfg) or not run.done(0, "metrics"):
@@ -246,8 +273,12 @@ def run_all(cfg: RoundConfig) -> None:
             import ray
 
             ray.shutdown()
-    table = write_summary(run.root)
-    print(table)
+    print_summary(run)
+
+
+def print_summary(run: RunDir) -> None:
+    """Write the run's summary (`sdp.stages.summary`), print its table and, last, where its files are."""
+    print(write_summary(run.root))
     summary = run.root / "summary"
     print(f"summary: {summary / 'table.md'}, {summary / 'summary.json'}, {summary / 'accuracy.png'}")
 

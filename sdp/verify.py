@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from sdp.jsonl import JsonlError, JsonlWriter, count_lines, iter_jsonl, iter_lines, parse_line
+from sdp.logs import setup_logging
 from sdp.stages.verify import _MIN_RECORDS_FOR_POOL, RecordError, Verification
 from verifiers.registry import UnknownVerifierError, resolve_verifier_class
 
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             math_verify = check_math_verify(yaml.safe_load(cfg.math_verify))
         except (ValueError, yaml.YAMLError) as exc:
             parser.error(f"--math_verify: {exc}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(fmt="%(levelname)s %(name)s: %(message)s")
     in_path = Path(args.input)
     out_path = Path(cfg.output) if cfg.output else in_path.with_name(in_path.stem + ".verified.jsonl")
     if cfg.verifier:

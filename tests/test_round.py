@@ -162,6 +162,27 @@ def test_changed_settings_are_refused_for_an_existing_run(reference, args_for, t
     assert proc.returncode != 0 and "different configuration" in proc.stderr
 
 
+def test_a_fixed_sft_setting_re_trains_and_reuses_the_samples(reference, args_for, tmp_path):
+    copy = tmp_path / "reference"
+    shutil.copytree(reference, copy)
+    args, _ = args_for("reference")
+    args[args.index("--output_dir") + 1] = str(tmp_path)
+    kept = {d: _stamps(copy / d) for d in ("round-1/samples", "round-1/verdicts", "round-0/eval/samples")}
+    fixed = SFT.replace("num_train_epochs: 10", "num_train_epochs: 2")
+    dry = run_round([*args, "--sft", fixed, "--dry_run"])  # what the resume would do; it changes nothing
+    assert f"run directory: {copy} (exists; these settings re-run from the train stage)" in dry.stdout
+    assert "round 1: 14 training problems in 7 shards of 2, sampling.n 4 -> 56 samples; written earlier: 7/7 " \
+           "sample, 7/7 verdict shards" in dry.stdout
+    assert {d: _stamps(copy / d) for d in kept} == kept and "settings changed" not in dry.stderr
+    proc = run_round([*args, "--sft", fixed])
+    assert ("settings changed (sft.num_train_epochs: 10 -> 2): re-running round 1 from its train stage "
+            "(its samples and verdicts are kept)") in proc.stderr
+    assert {d: _stamps(copy / d) for d in kept} == kept  # not one shard drawn or verified again
+    assert _metrics(copy, 1)["kept"] == _metrics(reference, 1)["kept"]
+    assert json.loads((copy / "round-1" / "train_stats.json").read_text())["steps"] < json.loads(
+        (reference / "round-1" / "train_stats.json").read_text())["steps"]
+
+
 def _wait(proc: subprocess.Popen, condition, what: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -19,11 +19,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from sdp.logs import setup_logging
 from sdp.rundir import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# Set in a stage child's environment by `start_stage`: the child was started by a command that reports an interrupt.
+CHILD_ENV = "SDP_STAGE_CHILD"
+INTERRUPTED = "interrupted; run the same command to resume"
 
 
 class StageError(RuntimeError):
@@ -44,6 +48,23 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _interrupted(signum: int, frame: Any) -> None:
+    # Ctrl-C reaches the whole process group: the command that started this stage says how to resume.
+    if not os.environ.get(CHILD_ENV):
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+    raise SystemExit(130)
+
+
+def stage_child() -> None:
+    """Set-up of a stage's `main()`: die with the parent, sdp's logging, and Ctrl-C as exit 130 without a traceback.
+
+    Every output is written atomically, so an interrupted stage leaves nothing half-written to clean up.
+    """
+    die_with_parent()
+    setup_logging()
+    signal.signal(signal.SIGINT, _interrupted)
+
+
 def run_stage(
     module: str, job: Mapping[str, Any], job_path: str | Path, env: Mapping[str, str] | None = None
 ) -> None:
@@ -58,12 +79,19 @@ def start_stage(
     atomic_write_json(job_path, dict(job))
     child_env = dict(os.environ)
     child_env.update({k: str(v) for k, v in (env or {}).items()})
+    child_env[CHILD_ENV] = "1"
     return subprocess.Popen([sys.executable, "-m", module, str(job_path)], env=child_env)
 
 
 def check_stage(module: str, proc: subprocess.Popen, job_path: str | Path) -> None:
-    """Wait for a started stage; raise `StageError` if it failed."""
-    if proc.wait() != 0:
+    """Wait for a started stage; raise `StageError` if it failed (on Ctrl-C the stage is ended first)."""
+    try:
+        proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
         raise StageError(
             f"{module} failed with exit status {proc.returncode} (job {job_path}); its error is printed above. "
             f"Re-run the stage alone with: {sys.executable} -m {module} {job_path}"

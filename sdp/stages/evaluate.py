@@ -13,14 +13,12 @@ verifiable problem counts as not correct.
 Records are streamed from the verdict shards; per sample only its verdict's `ok` and
 `answer` are kept until the scores are computed.
 
-`python -m sdp.evaluate [--config file.yaml] [--model path]` evaluates one model on the
-configured held-out set outside a run.
+`python -m sdp.evaluate` (`sdp/evaluate.py`) runs this stage alone, as a run of its own.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -157,26 +155,10 @@ def format_scores(scores: Mapping[str, Mapping[str, Any]]) -> str:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.1f}"
 
+    def maj(v: float | None) -> str:
+        return "- (no answers to vote on)" if v is None else pct(v)
+
     return ", ".join(
-        f"{d} pass@1 {pct(s['pass@1'])} pass@{s['k']} {pct(s['pass@k'])} maj@{s['k']} {pct(s['maj@k'])}"
+        f"{d} pass@1 {pct(s['pass@1'])} pass@{s['k']} {pct(s['pass@k'])} maj@{s['k']} {maj(s['maj@k'])}"
         for d, s in scores.items()
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    import json
-    import tempfile
-
-    from sdp.config import parse_config
-    from sdp.sources.problems import load_problems, subset
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = parse_config(argv if argv is not None else sys.argv[1:])
-    problems = subset(load_problems(cfg.eval_problems, cfg.eval_split), cfg.max_eval_problems, cfg.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        scores, _ = evaluate_model(cfg, cfg.model, problems, Path(tmp))
-    print(json.dumps(scores, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sdp.jsonl import atomic_write_jsonl, iter_jsonl, read_jsonl
-from sdp.launch.process import die_with_parent, load_job, pause_point
+from sdp.launch.process import load_job, pause_point, stage_child
 from sdp.shards import Shard, ShardPlan
 from sdp.sources.templates import DEFAULT_TEMPLATE, PLAIN_PROMPT_TEMPLATE, PromptTemplate, encode_prompt, render_prompt
 
@@ -408,8 +408,7 @@ def run_job(job: SampleJob) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    die_with_parent()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stage_child()
     run_job(SampleJob.from_dict(load_job(argv)))
     # The outputs are fsynced and renamed; vLLM's interpreter-exit shutdown would add seconds.
     logging.shutdown()

@@ -21,6 +21,11 @@ def load_metrics(run_root: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda m: m["round"])
 
 
+# Why a maj@k cell can be empty (`sdp.stages.evaluate.eval_metrics`).
+MAJ_NOTE = ("maj@k -: no majority vote, as no sample of the domain gave a final answer (code's verifier extracts "
+            "none; a math sample without a \\boxed{} or final number gives none).")
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -60,6 +65,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             s = m.get("eval", {}).get(d)
             cells += [_pct(s["pass@1"]), _pct(s["pass@k"]), _pct(s["maj@k"])] if s else ["-", "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(s.get("maj@k") is None for m in rows for s in m.get("eval", {}).values()):
+        lines.append(f"\n{MAJ_NOTE}")
     return "\n".join(lines) + "\n"
 
 
@@ -73,8 +80,9 @@ def solve_rates(run_root: Path, rows: list[dict[str, Any]]) -> dict[int, list[fl
     return found
 
 
-def plot(rows: list[dict[str, Any]], path: Path, rates: dict[int, list[float]] | None = None) -> None:
-    """Held-out pass@1 per round; beside it, when given, the histogram of train solve rates per round."""
+def accuracy_figure(rows: list[dict[str, Any]], rates: dict[int, list[float]] | None = None) -> Any:
+    """The matplotlib figure of held-out pass@1 (%) per round; beside it, when given, the histogram of train
+    solve rates per round."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,16 +107,26 @@ def plot(rows: list[dict[str, Any]], path: Path, rates: dict[int, list[float]] |
             if m.get("eval", {}).get(d, {}).get("pass@1") is not None
         ]
         if pts:
-            ax.plot(*zip(*pts, strict=False), marker="o", label=f"{d} pass@1", linestyle="--" if d == "all" else "-")
+            # In percent, as in the table beside it.
+            ax.plot(*zip(*[(k, 100 * p) for k, p in pts], strict=False), marker="o", label=f"{d} pass@1",
+                    linestyle="--" if d == "all" else "-")
     ax.set_xlabel("round (0 = base model)")
-    ax.set_ylabel("held-out pass@1")
+    ax.set_ylabel("held-out pass@1 (%)")
     top = max((m["eval"][d]["pass@1"] or 0 for m in rows for d in m.get("eval", {})), default=0)
-    ax.set_ylim(0, min(1.0, top * 1.25 + 0.02))  # low accuracies stay readable
+    ax.set_ylim(0, min(100.0, 100 * top * 1.25 + 2))  # low accuracies stay readable
     ax.set_xticks([m["round"] for m in rows])
     ax.grid(alpha=0.3)
     if domains:
         ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def plot(rows: list[dict[str, Any]], path: Path, rates: dict[int, list[float]] | None = None) -> None:
+    """Write `accuracy_figure` to `path` (atomically)."""
+    import matplotlib.pyplot as plt
+
+    fig = accuracy_figure(rows, rates)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sdp.launch.process import die_with_parent
+from sdp.launch.process import stage_child
 from sdp.rundir import atomic_replace_dir, atomic_write_json, fresh_tmp_dir
 from sdp.sources.templates import DEFAULT_TEMPLATE, PromptTemplate
 from sdp.stages.sft_set import load_sft, tokenize_sft
@@ -298,8 +298,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from accelerate import PartialState
 
-    die_with_parent()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stage_child()
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         raise SystemExit(f"usage: python -m sdp.stages.train JOB.json (got {args})")
