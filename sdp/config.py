@@ -13,7 +13,6 @@ merged key by key into the configured one (`--sampling '{temperature: 0.7}'` kee
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,9 +25,6 @@ DICT_FIELDS = ("engine_args", "vllm_env", "sampling", "eval_sampling", "sft", "l
 BUDGET_FIELDS = ("sampling_budget", "wave_n", "max_n", "budget_samples", "budget_tokens", "rationalize",
                  "rationalize_template", "rationalize_n", "rationalize_reserve", "max_rationalized_share",
                  "pass_rate_filter")
-# The budget fields' values before the adaptive budget became the default; a run fingerprinted
-# then has none of these keys.
-_BUDGET_BEFORE = {"sampling_budget": "fixed", "wave_n": 4, "budget_tokens": None}
 
 
 def _dict(name: str, **kwargs: Any) -> Any:
@@ -405,23 +401,3 @@ def parse_config(argv: list[str] | None = None, cls: type = RoundConfig, prog: s
         setattr(cfg, name, merged)
     cfg.__post_init__()
     return cfg
-
-
-def config_fingerprint(cfg: Any) -> str:
-    """Canonical JSON of the fields that change results (not where the run lives, how far it goes, or progress bars).
-
-    `cfg`: a `RoundConfig`, or an `sdp.evaluate.EvalConfig` (its fields only)."""
-    data = cfg.to_dict()
-    # Where and how parallel the work runs, and what is reported, leave the results as they are.
-    for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers", "overlap_verify",
-                "report_to", "executor", "ray_address", "replicas", "luck_check", "dry_run"):
-        data.pop(key, None)
-    # Fields added after runs existed leave a run's fingerprint as it was while they hold the values
-    # runs had before them (the fixed budget, the embedded default until issue 30).
-    defaults = RoundConfig.__dataclass_fields__
-    for key in (*BUDGET_FIELDS, "math_verify"):
-        f = defaults[key]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if data.get(key) == _BUDGET_BEFORE.get(key, default):
-            data.pop(key, None)
-    return json.dumps(data, sort_keys=True)

@@ -11,12 +11,18 @@ is refused, naming each differing field (`sampling.n: 8 -> 4`) and the first sta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sdp.config import BUDGET_FIELDS, RoundConfig
 from sdp.rundir import RunDir
+
+# The budget fields' values before the adaptive budget became the default; a run fingerprinted
+# then has none of these keys.
+_BUDGET_BEFORE = {"sampling_budget": "fixed", "wave_n": 4, "budget_tokens": None}
 
 # The first stage of a round each field feeds; a field not listed feeds sampling (the whole round).
 STAGE_OF_FIELD: dict[str, str] = {
@@ -129,3 +135,23 @@ def rewind(run: RunDir, stage: str, teacher_sampled: bool) -> str:
         what = f"round {first} from its {stage} stage (its samples and verdicts are kept){later}"
     run.save_manifest()
     return what
+
+
+def config_fingerprint(cfg: Any) -> str:
+    """Canonical JSON of the fields that change results (not where the run lives, how far it goes, or progress bars).
+
+    `cfg`: a `RoundConfig`, or an `sdp.evaluate.EvalConfig` (its fields only)."""
+    data = cfg.to_dict()
+    # Where and how parallel the work runs, and what is reported, leave the results as they are.
+    for key in ("name", "output_dir", "round", "rounds", "progress", "verify_workers", "overlap_verify",
+                "report_to", "executor", "ray_address", "replicas", "luck_check", "dry_run"):
+        data.pop(key, None)
+    # Fields added after runs existed leave a run's fingerprint as it was while they hold the values
+    # runs had before them (the fixed budget, the embedded default until issue 30).
+    defaults = RoundConfig.__dataclass_fields__
+    for key in (*BUDGET_FIELDS, "math_verify"):
+        f = defaults[key]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if data.get(key) == _BUDGET_BEFORE.get(key, default):
+            data.pop(key, None)
+    return json.dumps(data, sort_keys=True)

@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from sdp.config import RoundConfig, config_fingerprint, parse_config
+from sdp.config import RoundConfig, parse_config
 from sdp.dryrun import dry_run_report
-from sdp.fingerprint import changed, refusal, rewind, rewind_stage
+from sdp.fingerprint import changed, config_fingerprint, refusal, rewind, rewind_stage
 from sdp.launch.process import INTERRUPTED, StageError, run_stage
 from sdp.logs import setup_logging
 from sdp.round_stages import (

@@ -38,7 +38,7 @@ def test_round_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "training: 4850 (code: 850, math: 4000); max_train_problems 5 per round" in problems
     assert "held-out: 3 (" in problems
     plan = _section(out, "shard plan")
-    assert "round 1: 5 training problems in 3 shards of 2, sampling.n 8 -> 40 samples" in plan
+    assert "round 1: 5 training problems in 3 shards of 2, adaptive budget of 40 samples in waves of 2" in plan
     assert "round 2: 5 training problems in 3 shards of 2" in plan
     assert "held-out: 3 problems in 2 shards of 2, eval_sampling.n 8 -> 24 samples per evaluation" in plan
     prompts = out.split("\nprompts (one per domain):\n", 1)[1]

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from sdp.config import RoundConfig, config_fingerprint, parse_config
+from sdp.config import RoundConfig, parse_config
+from sdp.fingerprint import config_fingerprint
 from sdp.round_budget import FILTER_FILE, apply_pass_rate_filter, filter_by_pass_rate, in_band
 from sdp.stages.rationalize import (
     DEFAULT_HINT_TEMPLATE,
