@@ -22,10 +22,11 @@ is \\boxed{N}."; held-out decoding greedy (pass@1; pass@k is pass@1 at n = 1), m
 at most 2 (math) / 4 (GSM8K) traces per problem; full fine-tuning, batch 4 x 2, lr 1e-5 constant, 2 epochs,
 each round from the previous one; a completion cut at max_tokens is never a trace or a pass.
 
-Cut to fit about 2.5 hours on 2 CPU cores (docs/real_model.md has the estimate): 32 math / 48 GSM8K training
-problems a round, 128 gold rationales, 1 RFT round, the GSM8K test subset at 500 of 1319, greedy held-out
-decoding only, no bundled-code part (0 of 480 code samples verified in the baseline), no cross-evaluation
-(math arms are not scored on GSM8K, nor RFT arms on the bundled math). A GPU run uses the same recipes with
+Cut toward the issue's 2.5 hours on 2 CPU cores: 32 math / 48 GSM8K training problems a round, 128 gold
+rationales, 1 RFT round, the GSM8K test subset at 500 of 1319, greedy held-out decoding only, no bundled-code
+part (0 of 480 code samples verified in the baseline), no cross-evaluation (math arms are not scored on GSM8K,
+nor RFT arms on the bundled math). Even so the estimate for 3 seeds is above 2.5 hours (docs/real_model.md):
+nine 500-problem GSM8K evaluations alone are about 1.3-2.5 hours. A GPU run uses the same recipes with
 `--math-args`/`--rft-args` overrides (docs/real_model.md lists them).
 
 Prints one table per part (held-out pass@1 mean ± sd over seeds per round, then means of kept traces, sampled

@@ -26,16 +26,18 @@ TINY = {"model": str(REPO / "data/model"), "system_prompt": None, "progress": Fa
                 "save_strategy": "no", "report_to": "none"}}
 
 
-def _sum(i: int) -> dict:
+def _sum(i: int, name: str, thing: str) -> dict:
     a, b = 2 + i % 5, 1 + i % 3
-    return {"question": f"Cal has {a} apples. Then Cal gets {b} more. How many apples does Cal have?",
+    return {"question": f"{name} has {a} {thing}. Then {name} gets {b} more. How many {thing} does {name} have?",
             "answer": f"{a}+{b}=<<{a}+{b}={a + b}>>{a + b}.\n#### {a + b}"}
 
 
 def _configs(tmp: Path) -> tuple[Path, Path]:
     gsm = tmp / "gsm8k"
     gsm.mkdir()
-    for name, rows in (("train", [_sum(i) for i in range(12)]), ("test", [_sum(i + 40) for i in range(8)])):
+    # Other names and things in the test rows, so the 8-gram decontamination keeps the training rows.
+    for name, rows in (("train", [_sum(i, "Cal", "apples") for i in range(12)]),
+                       ("test", [_sum(i, "Dee", "shells") for i in range(8)])):
         (gsm / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     paths = []
     for recipe, extra in (("real_math", {"train_problems": [str(REPO / "data/math_train.jsonl")],
