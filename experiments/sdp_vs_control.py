@@ -20,15 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sdp.config import parse_config
 from sdp.rundir import RunDir, atomic_write_json, atomic_write_jsonl, read_jsonl
 from sdp.sources.problems import load_problems, subset
+from sdp.sources.templates import DEFAULT_TEMPLATE, PromptTemplate, render_prompt
 from sdp.stages.evaluate import evaluate_model, format_scores
 
 logger = logging.getLogger("experiments.sdp_vs_control")
@@ -39,66 +43,82 @@ DOMAINS = ("math", "code")
 ARMS = ("sdp", "control")
 
 
-def run_sdp(config: str, out: Path, rounds: int, seed: int) -> RunDir:
-    """The SDP arm: `python -m sdp.round` in a child process; its run dir is `<out>/sdp`."""
+def run_sdp(config: str, out: Path, rounds: int, seed: int, overrides: Sequence[str] = ()) -> RunDir:
+    """The SDP arm: `python -m sdp.round` in a child process (`overrides`: more of its flags); run dir `<out>/sdp`."""
     cmd = [sys.executable, "-m", "sdp.round", "--config", config, "--name", "sdp", "--output_dir", str(out),
-           "--rounds", str(rounds), "--seed", str(seed)]
+           "--rounds", str(rounds), "--seed", str(seed), *overrides]
+    logger.info("%s", shlex.join(cmd))
     subprocess.run(cmd, check=True)
     return RunDir(out / "sdp")
 
 
-def seed_pairs(model: str, files: list[str]) -> list[dict]:
+def seed_pairs(model: str, files: list[str], template: PromptTemplate = DEFAULT_TEMPLATE) -> list[dict]:
     """The worked seed examples as rendered prompt / completion pairs, exactly as the round trains."""
     from transformers import AutoTokenizer
-
-    from sdp.stages.sample import render_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     rows = [r for f in files for r in read_jsonl(f)]
     missing = [r["id"] for r in rows if "completion" not in r]
     if missing:
         raise SystemExit(f"seed examples without a worked 'completion': {missing[:5]}")
-    return [{"id": r["id"], "prompt": render_prompt(tokenizer, r["prompt"]), "completion": r["completion"]}
+    return [{"id": r["id"], "prompt": render_prompt(tokenizer, r, template), "completion": r["completion"]}
             for r in rows]
 
 
-def control_train(cfg: Any, init: str, sft_path: Path, rdir: Path, steps: int, seed: int) -> dict:
-    """One control cycle: `steps` SFT steps on the seed pairs from `init`, through the round's own train stage."""
+def control_train(cfg: Any, init: str, sft_path: Path, rdir: Path, steps: int, seed: int,
+                  sft: dict | None = None) -> dict:
+    """`steps` SFT steps on the pairs of `sft_path` from `init`, through the round's own train stage.
+
+    `sft`: trl.SFTConfig settings replacing the config's (max_steps is set from `steps` unless it is None).
+    """
     from sdp.stages.train import TrainJob, run_train
 
+    args = dict(sft if sft is not None else (cfg.sft or {}))
+    if steps is not None:
+        args["max_steps"] = steps
     job = TrainJob(init_model=init, sft_path=str(sft_path), output=str(rdir / "checkpoint"),
                    work_dir=str(rdir / "trainer"), stats=str(rdir / "train_stats.json"),
-                   sft_args={**(cfg.sft or {}), "max_steps": steps}, seed=seed, lora=cfg.lora, kd=None,
-                   progress=cfg.progress)
+                   sft_args=args, seed=seed, lora=cfg.lora, kd=None, progress=cfg.progress, dtype=cfg.dtype,
+                   template=cfg.template_fields())
     return run_train(job, rdir / "train.job.json")
 
 
 def run_control(config: str, out: Path, sdp: RunDir | None, rounds: int, seed_files: list[str],
-                steps: int | None = None, seed: int = 0, evaluate: bool = True) -> list[dict]:
-    """The control arm: per round, as many SFT steps as the SDP arm took, on the seed set only."""
-    cfg = parse_config(["--config", config, "--name", "control", "--output_dir", str(out), "--seed", str(seed)])
+                steps: int | None = None, seed: int = 0, evaluate: bool = True,
+                overrides: Sequence[str] = ()) -> list[dict]:
+    """The control arm: per round, as many SFT steps as the SDP arm took, on the seed set only.
+
+    `overrides`: more sdp.round flags, as the SDP arm got them. A round in which the SDP arm kept nothing
+    (0 steps) keeps the previous model in both arms, and is evaluated again like the SDP arm's.
+    """
+    cfg = parse_config(["--config", config, "--name", "control", "--output_dir", str(out), "--seed", str(seed),
+                        *overrides])
     eval_set = subset(load_problems(cfg.eval_problems, cfg.eval_split), cfg.max_eval_problems, cfg.seed)
     root = out / "control"
     sft_path = root / "seed_sft.jsonl"
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_jsonl(sft_path, seed_pairs(cfg.model, seed_files))
+    atomic_write_jsonl(sft_path, seed_pairs(cfg.model, seed_files, cfg.template))
     rows, previous = [], cfg.model
     for k in range(1, rounds + 1):
         rdir = root / f"round-{k}"
         metrics_path = rdir / "metrics.json"
         if not metrics_path.exists():
-            steps_k = steps if steps is not None else int(sdp.info(k, "train")["steps"])
+            started = time.monotonic()
+            steps_k = steps if steps is not None else int(sdp.info(k, "train").get("steps", 0))
             rdir.mkdir(parents=True, exist_ok=True)
             init = cfg.model if cfg.init_from == "base" else previous
             # The same per-round training seed as the SDP arm's train stage (seed + k).
-            stats = control_train(cfg, init, sft_path, rdir, steps_k, cfg.seed + k)
-            scores = evaluate_model(cfg, str(rdir / "checkpoint"), eval_set, rdir)[0] if evaluate else {}
-            atomic_write_json(metrics_path, {"round": k, "init_model": init, "steps": stats["steps"],
-                                             "train_loss": stats["train_loss"], "eval": scores})
+            stats = (control_train(cfg, init, sft_path, rdir, steps_k, cfg.seed + k) if steps_k
+                     else {"steps": 0, "train_loss": None})
+            model = str(rdir / "checkpoint") if steps_k else init
+            scores = evaluate_model(cfg, model, eval_set, rdir)[0] if evaluate else {}
+            atomic_write_json(metrics_path, {"round": k, "init_model": init, "checkpoint": model,
+                                             "steps": stats["steps"], "train_loss": stats["train_loss"],
+                                             "eval": scores, "seconds": round(time.monotonic() - started, 1)})
         metrics = json.loads(metrics_path.read_text())
         logger.info("control seed %d round %d: %d steps, %s", seed, k, metrics["steps"], format_scores(metrics["eval"]))
         rows.append(metrics)
-        previous = str(rdir / "checkpoint")
+        previous = metrics.get("checkpoint", str(rdir / "checkpoint"))
     return rows
 
 

@@ -114,6 +114,18 @@ def test_bundled_gsm8k_converts_whole_with_short_ids(tmp_path):
     assert load_problems({"path": str(renamed), "format": "gsm8k"})[0]["id"] == "gsm8k/test-1"
 
 
+def test_gsm8k_worked_gives_the_gold_rationale_as_a_verified_completion(tmp_path):
+    # The gold rationales of the RFT experiment: the gsm8k problem (same id) plus a worked completion.
+    worked = load_problems({"path": str(_jsonl(tmp_path / "train.jsonl", GSM8K)), "format": "gsm8k_worked"})
+    plain = load_problems({"path": str(tmp_path / "train.jsonl"), "format": "gsm8k"})
+    assert [{k: v for k, v in p.items() if k != "completion"} for p in worked] == plain
+    assert worked[0]["completion"] == (
+        "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+        "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\nThe final answer is \\boxed{72}.")
+    math = get_verifier("math")
+    assert all(math.verify(p, p["completion"]).ok is True for p in worked)
+
+
 def test_math_matches_the_verifiers_reading_of_the_solution(tmp_path):
     # Three data sets' schemas in one file (their `level` types differ, so JSONL rather than one parquet table).
     problems = load_problems({"path": str(_jsonl(tmp_path / "test.jsonl", MATH)), "format": "math"})
@@ -200,6 +212,7 @@ def test_plain_paths_and_mappings_mix_in_one_set(tmp_path):
 BAD_ROWS = [
     ("gsm8k", [GSM8K[0], {"question": "q", "answer": "no gold here"}], 2, ["field 'answer'", "####"]),
     ("gsm8k", [{"answer": "#### 1"}], 1, ["field 'question'", "missing"]),
+    ("gsm8k_worked", [GSM8K[0], {"question": "q", "answer": "#### 4"}], 2, ["field 'answer'", "no rationale"]),
     ("math", [{"problem": "p", "solution": "no box"}], 1, ["field 'solution'", "boxed"]),
     ("math", [{"problem": "p"}], 1, ["'answer or solution'"]),
     ("mbpp", [{**MBPP[0], "test_list": []}], 1, ["field 'test_list'"]),

@@ -8,6 +8,7 @@ names an adapter from `ADAPTERS`:
 |------------|----------------------------------------------------------|-----------------------------------|
 | `sdp`      | sdp's own fields                                         | unchanged                         |
 | `gsm8k`    | `question`, `answer` (rationale, then `#### gold`)       | math, gold after `####`           |
+| `gsm8k_worked` | the same                                             | the gsm8k problem (same id) + its gold rationale as `completion` |
 | `math`     | `problem` + `answer` or `solution` (gold in `\\boxed{}`)  | math (MATH, MATH-500, NuminaMath) |
 | `humaneval`| `task_id`, `prompt`, `test`, `entry_point`               | code, `check(entry_point)` tests  |
 | `mbpp`     | `task_id`, `text`/`prompt`, `test_list`, `test_setup_code`| code, asserts (shown in prompt)  |
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields as dataclass_fields
+from dataclasses import dataclass, field, fields as dataclass_fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,21 @@ def gsm8k_row(row: Mapping[str, Any], ctx: RowContext) -> dict:
     return {"id": ctx.make_id(row.get("id")), "domain": "math", "prompt": question, "answer": gold.replace(",", "")}
 
 
+def gsm8k_worked_row(row: Mapping[str, Any], ctx: RowContext) -> dict:
+    """A GSM8K row as a worked example (the seed files' form): the `gsm8k` problem, same id, plus `completion`.
+
+    The completion is the gold rationale with its `<<a*b=c>>` annotations kept (the math verifier's step
+    check reads them) and the `#### N` line written as `\\boxed{N}`, the answer form the prompts ask for.
+    """
+    problem = gsm8k_row(row, replace(ctx, source=replace(ctx.source, format="gsm8k")))
+    answer = row["answer"]
+    rationale = answer[: answer.rfind("####")].rstrip()
+    if not rationale:
+        raise AdapterError("answer", "no rationale before the '#### <gold>' line")
+    problem["completion"] = f"{rationale}\nThe final answer is \\boxed{{{problem['answer']}}}."
+    return problem
+
+
 def math_row(row: Mapping[str, Any], ctx: RowContext) -> dict:
     problem = _text(row, "problem", "question")
     gold = row.get("answer")
@@ -319,6 +335,7 @@ def fields_row(row: Mapping[str, Any], ctx: RowContext) -> dict:
 ADAPTERS: dict[str, Adapter] = {
     "sdp": sdp_row,
     "gsm8k": gsm8k_row,
+    "gsm8k_worked": gsm8k_worked_row,
     "math": math_row,
     "humaneval": humaneval_row,
     "mbpp": mbpp_row,
