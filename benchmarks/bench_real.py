@@ -40,7 +40,8 @@ def bench_sampling(model: str, problems: list[dict], max_tokens: int) -> tuple[d
     from vllm.inputs import TokensPrompt
 
     from sdp.sources.templates import encode_prompt, render_prompt
-    from sdp.stages.sample import build_llm, stream_vllm
+    from sdp.stages.engine import build_llm
+    from sdp.stages.sample import stream_vllm
 
     template = _template()
     llm = build_llm(model, {"enforce_eager": True, "dtype": "float32", "max_model_len": 1024, "max_num_seqs": 64}, 0)
