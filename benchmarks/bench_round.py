@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -124,8 +125,7 @@ def measure(rev: str, tree: Path, args: argparse.Namespace) -> dict:
     """One run of the job at `tree`; its wall time, peak RSS and breakdown."""
     out = Path(tempfile.mkdtemp(prefix="bench_round-", dir=args.scratch))
     config = run_config(tree, out, args)
-    env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "HOME": str(Path.home()),
-           "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     rc, cpu = run_polled(["/usr/bin/time", "-v", sys.executable, "-m", "sdp.round", "--config", str(config)],
                          tree, env, out / "log.txt")
     log = (out / "log.txt").read_text()
@@ -213,9 +213,17 @@ def rows(result: dict, steps: int, problems: int, n: int) -> dict[str, float | N
     }
 
 
+def speedup(name: str, first: float | None, this: float | None) -> str:
+    """How many times better `this` is than `first`: first / this for seconds and sizes, this / first for rates."""
+    if not first or not this or "engines" in name:
+        return "-"
+    return f"{(this / first if '/s' in name else first / this):.2f}x"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rev", action="append", default=None, help="revision (repeatable; '.' = working tree)")
+    parser.add_argument("--rev", action="append", default=None,
+                        help="revision (repeatable; '.' = the working tree; default: a913fb6 and '.')")
     parser.add_argument("--repeat", type=int, default=1, help="alternate the revisions this many times")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--problems", type=int, default=3000, help="max_train_problems")
@@ -224,23 +232,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scratch", default=None, help="scratch directory (default: a new temporary one)")
     parser.add_argument("--json", default=None, help="also write every result to this file")
     args = parser.parse_args(argv)
-    revs = args.rev or ["."]
+    # a913fb6: the revision issue 32 timed at 706 s, before the speed work.
+    revs = args.rev or ["a913fb6", "."]
     args.scratch = args.scratch or tempfile.mkdtemp(prefix="bench_round-")
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
     trees = {rev: worktree(rev, Path(args.scratch)) for rev in revs}
     results: dict[str, list[dict]] = {rev: [] for rev in revs}
-    for i in range(args.repeat):
-        for rev in revs:
-            result = measure(rev, trees[rev], args)
-            results[rev].append(result)
-            print(f"[{i + 1}/{args.repeat}] {rev}: {result['wall_s']:.1f} s wall, "
-                  f"{result['peak_rss_mb']} MB peak RSS; held-out {figures(result)}", flush=True)  # fmt: skip
+    try:
+        for i in range(args.repeat):
+            for rev in revs:
+                result = measure(rev, trees[rev], args)
+                results[rev].append(result)
+                print(f"[{i + 1}/{args.repeat}] {rev}: {result['wall_s']:.1f} s wall, {result['cpu_s']} CPU s, "
+                      f"{result['peak_rss_mb']} MB peak RSS; held-out {figures(result)}", flush=True)  # fmt: skip
+    finally:
+        for tree in trees.values():
+            if tree != REPO:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     table = {rev: [rows(r, args.steps, args.problems, 8) for r in rs] for rev, rs in results.items()}
     names = list(next(iter(table.values()))[0])
     print(f"\nbench_round: {args.rounds} rounds x {args.problems} problems, {args.steps} SFT steps; "
-          f"median of {args.repeat} alternated run(s) per revision; ratio = first / this revision (>1: faster)")
+          f"median of {args.repeat} alternated run(s) per revision; ratio: times better than {revs[0]} "
+          "(>1: faster or smaller)")
     head = f"{'':44}" + "".join(f"{rev:>14}" for rev in revs) + "".join(f"{'ratio ' + r:>16}" for r in revs[1:])
     print(head)
     for name in names:
@@ -249,9 +264,7 @@ def main(argv: list[str] | None = None) -> None:
             xs = sorted(x[name] for x in table[rev] if x[name] is not None)
             vals.append(xs[len(xs) // 2] if xs else None)
         cells = "".join(f"{'-' if v is None else v:>14}" for v in vals)
-        ratios = "".join(
-            f"{(f'{vals[0] / v:.2f}x' if v and vals[0] is not None else '-'):>16}" for v in vals[1:]
-        )
+        ratios = "".join(f"{speedup(name, vals[0], v):>16}" for v in vals[1:])
         print(f"{name:44}{cells}{ratios}")
     for rev in revs:
         print(f"held-out ({rev}): " + " | ".join(figures(r) for r in results[rev]))
