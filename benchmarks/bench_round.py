@@ -10,12 +10,13 @@ interpreter and `PYTHONPATH` set to the worktree. With `--repeat R` the revision
 times, so a loaded machine slows each about equally. `--rev .` is the working tree as it is.
 
 The breakdown comes from the run's log lines and files, so it also reads old revisions:
-engine start (vLLM's "init engine" and model-load lines of each sampler), per round the combined
-evaluation + next sampling stage and the sample stage with tokens/s (completion tokens of the
-round's sample shards), verification seconds with the share done while sampling ran (when the
-manifest records `verify_seconds`), selection, the luck pass (newer revisions), SFT steps/s and
-tokens/s (`train_stats.json`; tokens are the kept pairs' characters / 1, a proxy when the
-tokenizer differs) and the held-out figures of the last round. Ratios are to the first revision.
+the combined evaluation + next sampling stages, split into the sampler's own time per shard set
+(its "shards of ... in ... s" lines) and the rest (engine start and imports, verification after
+sampling), training-sample tokens/s over the sampler's time (completion tokens of the round's
+sample shards), the verify stage and the share of training shards verified under sampling (when
+the manifest records `shards_verified_earlier`), selection, the luck pass (newer revisions), SFT
+steps/s (`train_stats.json`), CPU seconds per role over the process tree (sampler, trainer,
+verification workers and the rest, the round process), and the held-out figures of the last round.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_LINE = re.compile(r"round (\d+) (\w+)\s*\| (.*) \| ([\d.]+) s$")
-ENGINE_LINE = re.compile(r"init engine .* took ([\d.]+) (?:seconds|s)")
-LOAD_LINE = re.compile(r"Model loading took [\d.]+ [GM]i?B(?: memory)? and ([\d.]+) (?:seconds|s)")
+# The sampler's line per shard set: "<n> shards of <dir> in <t> s" (the held-out set's dir ends in /eval).
+TASK_LINE = re.compile(r"\d+ shards of (\S+) in ([\d.]+) s")
 TIME_LINE = re.compile(r"^\s*(Elapsed \(wall clock\) time|Maximum resident set size).*: (.+)$", re.M)
 
 
@@ -146,8 +147,8 @@ def measure(rev: str, tree: Path, args: argparse.Namespace) -> dict:
         "peak_rss_mb": round(int(timing["Maximum resident set size"]) / 1024, 1),
         "cpu_s": round(float(times["User time"]) + float(times["System time"]), 1),
         "cpu_by_role_s": cpu,
-        "engine_start_s": [float(x) for x in ENGINE_LINE.findall(log)],
-        "model_load_s": [float(x) for x in LOAD_LINE.findall(log)],
+        "sampling_s": {"eval": sum(float(t) for d, t in TASK_LINE.findall(log) if d.endswith("/eval")),
+                       "train": sum(float(t) for d, t in TASK_LINE.findall(log) if not d.endswith("/eval"))},
         "stages": stages,
         "rounds": [],
         "log": str(out / "log.txt"),
@@ -162,6 +163,8 @@ def measure(rev: str, tree: Path, args: argparse.Namespace) -> dict:
         result["rounds"].append({
             "sample_tokens": sample_tokens,
             "verify_seconds": verify_info.get("verify_seconds"),
+            "shards": manifest.get(f"round-{k}/sample", {}).get("shards"),
+            "shards_verified_earlier": verify_info.get("shards_verified_earlier"),
             "samples": metrics.get("samples"),
             "train_seconds": train.get("train_seconds"),
             "steps": train.get("steps"),
@@ -184,11 +187,13 @@ def rows(result: dict, steps: int, problems: int, n: int) -> dict[str, float | N
     tot = {name: round(sum(v), 1) for name, v in st.items()}
     rounds = result["rounds"]
     tokens = sum(r["sample_tokens"] for r in rounds)
-    sample_s = tot.get("sample", 0.0) + tot.get("evaluate", 0.0)
+    train_sampling = result["sampling_s"]["train"]
     train_s = sum(r["train_seconds"] or 0 for r in rounds)
     verify_s = tot.get("verify", 0.0)
-    verified = [r["verify_seconds"] for r in rounds if r["verify_seconds"] is not None]
-    overlapped = sum(verified) - verify_s if len(verified) == len(rounds) else None
+    earlier = [r["shards_verified_earlier"] for r in rounds if r["shards_verified_earlier"] is not None]
+    shards = sum(r["shards"] or 0 for r in rounds)
+    # Revisions before the overlap on the evaluation path record no such count: all their shards were verified after.
+    under = sum(earlier) / shards if shards else None
     cpu = result["cpu_by_role_s"]
     return {
         "wall s": result["wall_s"],
@@ -198,14 +203,16 @@ def rows(result: dict, steps: int, problems: int, n: int) -> dict[str, float | N
         "CPU s verification + other": cpu.get("verify+other"),
         "CPU s round process": cpu.get("round"),
         "peak RSS MB": result["peak_rss_mb"],
-        "engine start s (sum)": round(sum(result["engine_start_s"]) + sum(result["model_load_s"]), 1),
-        "engines started": len(result["engine_start_s"]),
-        "evaluate (+ next sampling) s": tot.get("evaluate"),
-        "sample stage s": tot.get("sample"),
-        "train sampling tok/s (over sample+evaluate)": round(tokens / sample_s, 1) if sample_s else None,
+        "evaluate (+ next sampling) stages s": tot.get("evaluate"),
+        "  of which the sampler sampled held-out s": round(result["sampling_s"]["eval"], 1),
+        "  of which the sampler sampled train s": round(result["sampling_s"]["train"], 1),
+        "  rest: engine starts, verification tail s": round(tot.get("evaluate", 0.0) + tot.get("sample", 0.0)
+                                                        - sum(result["sampling_s"].values()), 1),
+        "sample stage s (teacher / not prefetched)": tot.get("sample"),
+        "train sampling tok/s (sampler's time)": round(tokens / train_sampling, 1) if train_sampling else None,
         "verify stage s": verify_s,
         "verify checks/s (stage)": round(problems * n * len(rounds) / verify_s, 1) if verify_s else None,
-        "verify s under sampling": round(overlapped, 1) if overlapped is not None else None,
+        "share of train shards verified under sampling": round(under, 2) if under is not None else None,
         "select s": tot.get("select"),
         "luck s": tot.get("luck"),
         "train stage s": tot.get("train"),
