@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 from sdp.jsonl import atomic_write_jsonl, iter_jsonl, read_jsonl
 from sdp.launch.process import die_with_parent, load_job, pause_point
 from sdp.shards import Shard, ShardPlan
-from sdp.stages.engine import build_llm, is_vllm_available
 from sdp.sources.templates import DEFAULT_TEMPLATE, PLAIN_PROMPT_TEMPLATE, PromptTemplate, encode_prompt, render_prompt
+from sdp.stages.engine import build_llm, is_vllm_available
 
 K = TypeVar("K")
 
