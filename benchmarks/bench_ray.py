@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     import ray
 
     from sdp.launch.ray_executor import RayOptions, RaySampler, init_ray
-    from sdp.stages.sample import SampleJob, SampleTask, build_llm, sample_shards
+    from sdp.stages.engine import build_llm
+    from sdp.stages.sample import SampleJob, SampleTask, sample_shards
 
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     model = args.model

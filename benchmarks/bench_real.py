@@ -44,7 +44,8 @@ def bench_sampling(model: str, problems: list[dict], max_tokens: int, repeats: i
     from vllm.inputs import TokensPrompt
 
     from sdp.sources.templates import encode_prompt, render_prompt
-    from sdp.stages.sample import build_llm, stream_vllm
+    from sdp.stages.engine import build_llm
+    from sdp.stages.sample import stream_vllm
 
     template = _template()
     # Prefix caching off: otherwise whichever path runs second finds the prompts' KV cached.

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from vllm import SamplingParams
 
-    from sdp.stages.sample import build_llm, problem_seed, render_prompt, sample_vllm
+    from sdp.stages.engine import build_llm
+    from sdp.stages.sample import problem_seed, render_prompt, sample_vllm
 
     model = args.model or (
         str(REPO / "data" / "model") if (REPO / "data" / "model" / "config.json").exists() else None

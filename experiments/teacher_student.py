@@ -103,7 +103,7 @@ def sampling_speed(args: argparse.Namespace, models: dict[str, Path], prompts: l
         os.environ.setdefault(key, str(value))
     from vllm import SamplingParams
 
-    from sdp.stages.sample import build_llm
+    from sdp.stages.engine import build_llm
 
     params = SamplingParams(n=args.eval_n, temperature=1.0, max_tokens=160, ignore_eos=True, seed=0)
     times: dict[str, list[float]] = {name: [] for name in models}

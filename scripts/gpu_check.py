@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     from sdp.jsonl import atomic_write_jsonl
     from sdp.launch.ray_executor import RayOptions, RaySampler, init_ray, verify_on_ray
     from sdp.shards import plan_shards
-    from sdp.stages.sample import SampleJob, SampleTask, build_llm, render_prompt, sample_shards
+    from sdp.stages.engine import build_llm
+    from sdp.stages.sample import SampleJob, SampleTask, render_prompt, sample_shards
     from sdp.stages.select import select, sft_pairs
     from sdp.stages.train import TrainJob, run_train
     from tests.conftest import build_tiny_model

@@ -59,7 +59,7 @@ def _lora(lora: Mapping[str, Any]) -> None:
 def _engine(model: str, engine_args: Mapping[str, Any]) -> None:
     from vllm import EngineArgs
 
-    from sdp.stages.sample import engine_kwargs, on_cpu_platform
+    from sdp.stages.engine import engine_kwargs, on_cpu_platform
 
     check_section("engine_args", EngineArgs, engine_args)
     EngineArgs(model=model, **engine_kwargs(engine_args, on_cpu_platform()))

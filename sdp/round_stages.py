@@ -119,20 +119,20 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
     the verify stage finds every verdicts file written and only counts them.
     """
     rdir = run.round_dir(k)
-    verify_seconds, verified = 0.0, 0
+    verify_seconds = 0.0
     bar = tqdm(total=plan.problems * int((cfg.sampling or {}).get("n", 1)), desc="verify", unit="rec",
                disable=not cfg.progress)  # fmt: skip
     with Verification.for_config(cfg) as verification:
 
         def verify_next() -> bool:
-            nonlocal verify_seconds, verified
+            nonlocal verify_seconds
             ready = [s for s in plan.shards if s.done("samples") and not s.done("verdicts")]
             if ready:
                 start = time.perf_counter()
                 verification.verify_shard(ready[0], progress=bar)
                 verify_seconds += time.perf_counter() - start
-                verified += 1
-                pause_point("verify", verified)
+                # The round's verified shards, whichever stage verified them (see evaluate_model).
+                pause_point("verify", plan.count - len(plan.pending("verdicts")))
             return bool(ready)
 
         def sample() -> tuple[dict, str]:
@@ -175,6 +175,9 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
             return info, f"{plan.problems} problems -> {n} samples in {plan.count} shards ({how})"
 
         def verify() -> tuple[dict, str]:
+            # Shards verified before this stage: under the previous round's evaluation (whose sampler drew
+            # them), or by a killed run.
+            earlier = plan.count - len(plan.pending("verdicts"))
             if cfg.executor == "ray":
                 from sdp.launch.ray_executor import verify_on_ray
 
@@ -185,7 +188,7 @@ def sample_and_verify(run: RunDir, cfg: RoundConfig, k: int, plan: ShardPlan, sa
             while verify_next():
                 pass
             counts = summarize(plan.iter_records("verdicts"))
-            info = {**counts, "verify_seconds": round(verify_seconds, 3)}
+            info = {**counts, "verify_seconds": round(verify_seconds, 3), "shards_verified_earlier": earlier}
             if cfg.sampler_verifies:
                 info["verified_by"] = "sampler"
             return info, (

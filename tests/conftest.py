@@ -170,6 +170,6 @@ def round_args(model: Path, problems: dict[str, Path], out: Path, name: str, *ex
 def vllm_engine(tiny_model: Path):
     """One in-process vLLM engine on the tiny model for the whole session."""
     pytest.importorskip("vllm")
-    from sdp.stages.sample import build_llm
+    from sdp.stages.engine import build_llm
 
     return build_llm(str(tiny_model), TINY_ENGINE_ARGS, seed=0)

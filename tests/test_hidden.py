@@ -280,7 +280,7 @@ def test_train_stage_checkpoint_loads_in_vllm_without_projections(tiny_model, tm
     assert not any(96 in w.shape for w in weights.values())
     script = (
         "import json, sys\n"
-        "from sdp.stages.sample import build_llm\n"
+        "from sdp.stages.engine import build_llm\n"
         "from tests.conftest import TINY_ENGINE_ARGS\n"
         "from vllm import SamplingParams\n"
         "llm = build_llm(sys.argv[1], TINY_ENGINE_ARGS, seed=0)\n"

@@ -19,7 +19,7 @@ import pytest
 from data.real_model import REAL_DIR, RealModelMissing, check_built
 from sdp.sources.problems import load_problems
 from sdp.sources.templates import PromptTemplate, encode_prompt, render_prompt
-from sdp.stages.sample import engine_kwargs
+from sdp.stages.engine import engine_kwargs
 from sdp.stages.select import sft_pair
 from sdp.stages.sft_set import tokenize_pairs
 
@@ -49,7 +49,8 @@ def real_model_dir() -> Path:
 DRAW = """
 import json, sys
 from sdp.sources.problems import load_problems
-from sdp.stages.sample import build_llm, stream_vllm
+from sdp.stages.engine import build_llm
+from sdp.stages.sample import stream_vllm
 from tests.test_real_model import BATCH, ENGINE_ARGS, GSM8K_TRAIN, SAMPLING, TEMPLATE
 llm = build_llm(sys.argv[1], ENGINE_ARGS, seed=0)
 problems = load_problems([GSM8K_TRAIN])[:BATCH]

@@ -96,7 +96,7 @@ class _Replica:
     """One sampling engine; pulls shard indices from a queue until it is empty."""
 
     def __init__(self, model: str, engine_args: Mapping[str, Any], seed: int, backend: str) -> None:
-        from sdp.stages.sample import build_llm, is_vllm_available
+        from sdp.stages.engine import build_llm, is_vllm_available
 
         if backend == "vllm" and not is_vllm_available():
             backend = "hf"

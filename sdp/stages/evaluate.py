@@ -101,6 +101,13 @@ def eval_metrics(records: Iterable[Mapping[str, Any]], k: int | None = None) -> 
     return result
 
 
+def _load_plan(task: SampleTask) -> ShardPlan:
+    plan = ShardPlan.load(task.shards)
+    if plan is None:
+        raise FileNotFoundError(f"{task.shards}: no shard plan (shards.json)")
+    return plan
+
+
 def evaluate_model(
     cfg: Any,
     model: str,
@@ -114,9 +121,12 @@ def evaluate_model(
     The set is sharded under `out_dir/eval/` (`sdp.shards`); shards finished by an earlier,
     killed call are kept. Verification of finished shards overlaps the sampling of later ones.
     `also`: further shard sets the same engine samples afterwards (the round's next candidates);
-    `after_sampling` runs once the sampler has exited successfully.
+    their finished shards are verified under sampling too, once the held-out ones are (the same
+    verification as the round's verify stage, which then verifies only what is left), except a
+    set with an adaptive budget, whose sampler verifies its own waves. `after_sampling` runs once
+    the sampler has exited successfully.
     """
-    from sdp.launch.process import run_stage_while
+    from sdp.launch.process import pause_point, run_stage_while
     from sdp.shards import plan_shards
     from sdp.stages.sample import SampleJob
     from sdp.stages.verify import Verification
@@ -125,15 +135,22 @@ def evaluate_model(
     template = cfg.template_fields() if hasattr(cfg, "template_fields") else {}
     task = SampleTask(str(plan.root), dict(cfg.eval_sampling or {}), "eval", template)
     tasks = [task, *also] if plan.pending("samples") else list(also)
+    plans = [_load_plan(t) for t in tasks]
+    # Held-out shards first: the scores wait on them, the next round's verdicts only on its verify stage.
+    overlapped = [plan, *(_load_plan(t) for t in also if not t.budget)]
     with Verification.for_config(cfg) as verification:
 
         def verify_ready() -> bool:
-            ready = [s for s in plan.shards if s.done("samples") and not s.done("verdicts")]
-            for shard in ready[:1]:
-                verification.verify_shard(shard)
-            return bool(ready)
+            for shards in overlapped:
+                ready = [s for s in shards.shards if s.done("samples") and not s.done("verdicts")]
+                if ready:
+                    verification.verify_shard(ready[0])
+                    if shards is not plan:  # counted as the verify stage counts: the set's verified shards
+                        pause_point("verify", shards.count - len(shards.pending("verdicts")))
+                    return True
+            return False
 
-        if any(ShardPlan.load(t.shards).pending("samples") for t in tasks):  # type: ignore[union-attr]
+        if any(p.pending("samples") for p in plans):
             job = SampleJob(
                 model=model,
                 tasks=tuple(tasks),
@@ -143,7 +160,8 @@ def evaluate_model(
                 progress=cfg.progress,
             )
             work = verify_ready if getattr(cfg, "overlap_verify", True) else (lambda: False)
-            run_stage_while("sdp.stages.sample", job.to_dict(), out_dir / "eval_sample.job.json", work, env=cfg.vllm_env)
+            run_stage_while("sdp.stages.sample", job.to_dict(), out_dir / "eval_sample.job.json", work,
+                            env=cfg.vllm_env)
         if after_sampling is not None:
             after_sampling()
         for shard in plan.pending("verdicts"):

